@@ -1,0 +1,295 @@
+"""Device and precision choice, and the `Stylizer`: encoder -> AdaIN -> decoder on frames.
+
+The per-frame path does only per-frame work: style statistics come prepared (see `prepare`),
+a uint8 frame is uploaded once and converted to float on the device, and the result is
+converted back to uint8 on the device before it is downloaded.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import adain as A
+from .errors import UserError
+from .images import frames_to_tensor, pad_to_multiple, tensor_to_frames
+from .models import build_network
+from .styles import StyleBank, StyleImage, StyleSource, style_name
+from .weights import WeightStore, sha256_of, user_cache_dir
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+PRESERVE_COLOR = ("none", "histogram", "luminance")
+_COLOR_DRIFT = 0.02  # content colour moments may drift this much before a histogram-matched style is redone
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """'auto' takes CUDA, then Apple MPS, then the CPU; an explicit device that is absent is a UserError."""
+    if name not in DEVICES:
+        raise UserError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name == "cuda" and not cuda:
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise UserError(f"--device cuda: no CUDA device is available (torch {torch.__version__}, {build}); "
+                        "use --device cpu")
+    if name == "mps" and not mps:
+        raise UserError("--device mps: Apple MPS is not available on this machine; use --device cpu")
+    return torch.device(name)
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bf16 in hardware (AVX512-BF16 or AMX), checked at run time."""
+    cpu_checks = getattr(torch._C, "_cpu", None)
+    for check in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        if cpu_checks is not None and hasattr(cpu_checks, check) and getattr(cpu_checks, check)():
+            return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def select_precision(name: str, device: torch.device) -> torch.dtype:
+    """'auto': fp16 on CUDA and MPS, bf16 on CPUs with native bf16, fp32 otherwise."""
+    if name == "auto":
+        if device.type in ("cuda", "mps"):
+            return torch.float16
+        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    if name not in PRECISIONS:
+        raise UserError(f"unknown precision {name!r}; choose one of auto, {', '.join(PRECISIONS)}")
+    return PRECISIONS[name]
+
+
+@dataclass(frozen=True)
+class StyleControls:
+    """The paper's user controls.
+
+    alpha: content-style trade-off in [0, 1]. weights: interpolation weights, one per style.
+    preserve_color: 'none', 'histogram' (recolour the style to the content's colour mean and
+    covariance before encoding) or 'luminance' (stylize luminance only, keep the content's chroma).
+    mask: (H, W) float in [0, 1]; the first style inside (white), the second style outside, or
+    the unchanged content outside when only one style is given.
+    """
+
+    alpha: float = 1.0
+    weights: tuple[float, ...] | None = None
+    preserve_color: str = "none"
+    mask: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise UserError(f"alpha must lie in [0, 1], got {self.alpha}")
+        if self.preserve_color not in PRESERVE_COLOR:
+            raise UserError(f"unknown colour preservation {self.preserve_color!r}; choose one of "
+                            f"{', '.join(PRESERVE_COLOR)}")
+
+
+@dataclass(frozen=True)
+class PreparedStyle:
+    """Everything per-style that the per-frame path needs, already on the device."""
+
+    names: tuple[str, ...]
+    stats: tuple[A.StyleStats, ...]
+    mixed: A.StyleStats
+    controls: StyleControls
+    images: tuple[StyleImage, ...] = ()  # kept only for histogram colour preservation
+    mask: torch.Tensor | None = None  # (1, 1, H, W) float32 on the device
+
+    @property
+    def label(self) -> str:
+        return "+".join(self.names)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which networks a Stylizer runs, for logs, file names and the HUD."""
+
+    name: str
+    architecture: str
+    encoder_path: Path
+    decoder_path: Path
+
+
+class Stylizer:
+    """Stylizes RGB uint8 frames (numpy HxWx3, or torch uint8 (N)HWC / float NCHW batches).
+
+    >>> stylizer = Stylizer(model="cd16x", device="auto")
+    >>> out = stylizer.stylize(frame_rgb, "starry_night.jpg", StyleControls(alpha=0.8))
+    """
+
+    def __init__(
+        self,
+        model: str = "cd16x",
+        device: str = "auto",
+        precision: str = "auto",
+        *,
+        style_size: int = 512,
+        content_size: int = 0,
+        encoder_weights: str | Path | None = None,
+        decoder_weights: str | Path | None = None,
+        cache_dir: str | Path | None = None,
+        store: WeightStore | None = None,
+    ) -> None:
+        store = store or WeightStore()
+        entry = store.registry.model(model)
+        encoder_path = Path(encoder_weights) if encoder_weights else store.resolve(entry.encoder)
+        decoder_path = Path(decoder_weights) if decoder_weights else store.resolve(entry.decoder)
+        self.info = ModelInfo(model, entry.architecture, encoder_path, decoder_path)
+        self.device = select_device(device)
+        self.dtype = select_precision(precision, self.device)
+        self.content_size = content_size
+        encoder = build_network("encoder", entry.architecture, encoder_path)
+        decoder = build_network("decoder", entry.architecture, decoder_path)
+        # Style statistics are computed once per style, in fp32, so the cache is precision-independent.
+        self._style_encoder = encoder.to(self.device)
+        self.encoder = self._convert(copy.deepcopy(encoder))
+        self.decoder = self._convert(decoder)
+        encoder_id = store.registry.file(entry.encoder).sha256 if not encoder_weights else sha256_of(encoder_path)
+        cache = Path(cache_dir) if cache_dir is not None else user_cache_dir()
+        self.bank = StyleBank(self._encode_style, encoder_id[:16], style_size, cache)
+        self._color_memo: dict[str, tuple[torch.Tensor, A.StyleStats]] = {}
+        log.info("model %s on %s in %s", model, self.device, str(self.dtype).removeprefix("torch."))
+
+    def _convert(self, network: torch.nn.Module) -> torch.nn.Module:
+        """Weights converted once: device, dtype and channels_last memory layout."""
+        return network.to(self.device, self.dtype, memory_format=torch.channels_last)
+
+    # ------------------------------------------------------------------ styles
+    @torch.inference_mode()
+    def _encode_style(self, rgb: np.ndarray, variant: str) -> A.StyleStats:
+        x = frames_to_tensor(torch.from_numpy(rgb).to(self.device), torch.float32)
+        if variant == "luma":
+            x = A.luminance_image(x)
+        x, _ = pad_to_multiple(x)
+        return A.channel_stats(self._style_encoder(x))
+
+    def prepare(self, styles: StyleSource | Sequence[StyleSource], controls: StyleControls = StyleControls()) -> PreparedStyle:
+        """Look up (or compute once) each style's statistics and put them on the device.
+
+        Call it when the styles or controls change, not per frame.
+        """
+        sources = [styles] if isinstance(styles, (str, Path, np.ndarray, A.StyleStats)) else list(styles)
+        if not sources:
+            raise UserError("no style given")
+        if controls.mask is not None and len(sources) > 2:
+            raise UserError(f"a mask splits the frame into two regions, so it takes one or two styles, got {len(sources)}")
+        variant = "luma" if controls.preserve_color == "luminance" else "rgb"
+        stats = tuple(self._to_device(self.bank.stats(s, variant)) for s in sources)
+        try:
+            mixed = A.mix_stats(stats, controls.weights)
+        except ValueError as exc:
+            raise UserError(f"--style-weights: {exc}") from None
+        images = ()
+        if controls.preserve_color == "histogram":
+            if any(isinstance(s, A.StyleStats) for s in sources):
+                raise UserError("histogram colour preservation needs style images, not precomputed statistics")
+            images = tuple(self.bank.image(s) for s in sources)
+        mask = None
+        if controls.mask is not None:
+            mask = torch.from_numpy(np.ascontiguousarray(controls.mask, dtype=np.float32))[None, None].to(self.device)
+        return PreparedStyle(tuple(style_name(s) for s in sources), stats, mixed, controls, images, mask)
+
+    def _to_device(self, stats: A.StyleStats) -> A.StyleStats:
+        return A.StyleStats(stats.mean.to(self.device), stats.std.to(self.device))
+
+    # ------------------------------------------------------------------ frames
+    def stylize(self, frame, styles: StyleSource | Sequence[StyleSource] | PreparedStyle,
+                controls: StyleControls = StyleControls()):
+        """Stylize one frame or a batch; the result has the input's type, layout, size and device."""
+        prepared = styles if isinstance(styles, PreparedStyle) else self.prepare(styles, controls)
+        if isinstance(frame, np.ndarray):
+            _check_frame(frame)
+            return self.stylize_uint8(torch.from_numpy(_writable(frame)), prepared)[0].cpu().numpy()
+        if isinstance(frame, torch.Tensor) and frame.dtype == torch.uint8:
+            out = self.stylize_uint8(frame, prepared)
+            return (out[0] if frame.dim() == 3 else out).to(frame.device)
+        if isinstance(frame, torch.Tensor) and frame.is_floating_point() and frame.dim() == 4:
+            with torch.inference_mode():
+                return self.stylize_images(frame.to(self.device, self.dtype), prepared).to(frame.device, frame.dtype)
+        raise TypeError("frame must be an RGB uint8 numpy array (H, W, 3), a uint8 tensor (N, H, W, 3) "
+                        "or a float tensor (N, 3, H, W) in [0, 1]")
+
+    @torch.inference_mode()
+    def stylize_uint8(self, frames: torch.Tensor, prepared: PreparedStyle) -> torch.Tensor:
+        """(N, H, W, 3) or (H, W, 3) uint8 RGB -> (N, H, W, 3) uint8 RGB on the device."""
+        x = frames_to_tensor(frames.to(self.device, non_blocking=True), self.dtype)
+        return tensor_to_frames(self.stylize_images(x, prepared))
+
+    def stylize_images(self, x: torch.Tensor, prepared: PreparedStyle) -> torch.Tensor:
+        """(N, 3, H, W) float in [0, 1] on the device -> stylized, same size, clamped to [0, 1]."""
+        height, width = x.shape[-2:]
+        if self.content_size and min(height, width) != self.content_size:
+            scale = self.content_size / min(height, width)
+            small = F.interpolate(x, size=(max(8, round(height * scale)), max(8, round(width * scale))),
+                                  mode="bilinear", antialias=scale < 1, align_corners=False)
+            out = self._stylize_native(small, prepared)
+            return F.interpolate(out, size=(height, width), mode="bilinear", align_corners=False).clamp_(0, 1)
+        return self._stylize_native(x, prepared)
+
+    def _stylize_native(self, x: torch.Tensor, prepared: PreparedStyle) -> torch.Tensor:
+        controls = prepared.controls
+        content = A.luminance_image(x) if controls.preserve_color == "luminance" else x
+        padded, (height, width) = pad_to_multiple(content)
+        feats = self.encoder(padded.contiguous(memory_format=torch.channels_last))
+        stats = self._histogram_stats(x, prepared) if controls.preserve_color == "histogram" else None
+        if prepared.mask is not None:
+            t = A.masked_adain(feats, self._regions(prepared, stats, padded.shape[-2:]), controls.alpha)
+        else:
+            t = A.adain(feats, stats[0] if stats else prepared.mixed, controls.alpha)
+        out = self.decoder(t)[..., :height, :width].clamp(0, 1)
+        if controls.preserve_color == "luminance":
+            out = A.combine_luminance(out.float(), x.float()).to(x.dtype)
+        return out
+
+    def _regions(self, prepared: PreparedStyle, stats: tuple[A.StyleStats, ...] | None,
+                 padded_size: torch.Size) -> list[tuple[torch.Tensor, A.StyleStats | None]]:
+        """Mask regions at the padded size: first style inside, second style (or content) outside."""
+        height, width = prepared.mask.shape[-2:]
+        inside = F.pad(prepared.mask, (0, padded_size[1] - width, 0, padded_size[0] - height), mode="replicate")
+        per_style = stats if stats is not None else prepared.stats
+        outside_style = per_style[1] if len(per_style) > 1 else None
+        return [(inside, per_style[0]), (1.0 - inside, outside_style)]
+
+    def _histogram_stats(self, x: torch.Tensor, prepared: PreparedStyle) -> tuple[A.StyleStats, ...]:
+        """Statistics of each style recoloured to this content's colour moments (mixed for no mask).
+
+        The recoloured style is re-encoded only when the content's colour mean/covariance drift,
+        so a video pays for it at scene changes, not on every frame.
+        """
+        small = F.interpolate(x.float(), size=(64, 64), mode="area")
+        moments = torch.cat([small.mean(dim=(2, 3)).flatten(), torch.cov(small.flatten(2)[0]).flatten()])
+        per_style = []
+        for image in prepared.images:
+            memo = self._color_memo.get(image.key)
+            if memo is None or (memo[0] - moments).abs().max() > _COLOR_DRIFT:
+                style = frames_to_tensor(torch.from_numpy(image.rgb).to(self.device), torch.float32)
+                recoloured = A.match_color(style, x[:1].float())
+                padded, _ = pad_to_multiple(recoloured)
+                memo = (moments, A.channel_stats(self._style_encoder(padded)))
+                self._color_memo[image.key] = memo
+            per_style.append(memo[1])
+        if prepared.mask is not None:
+            return tuple(per_style)
+        return (A.mix_stats(per_style, prepared.controls.weights),)
+
+
+def _writable(array: np.ndarray) -> np.ndarray:
+    """torch.from_numpy warns on read-only arrays (e.g. decoded video frames); copy only those."""
+    return array if array.flags.writeable else array.copy()
+
+
+def _check_frame(frame: np.ndarray) -> None:
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise TypeError(f"expected an RGB uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}")

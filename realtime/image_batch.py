@@ -1,0 +1,131 @@
+"""`adain image`: stylize a batch of still images, each failure reported and the rest still done."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from .engine import StyleControls, Stylizer
+from .errors import UserError
+from .images import ALPHA_SUFFIXES, IMAGE_SUFFIXES, read_image, read_mask, write_image
+from .styles import style_name
+from .ui import item_progress
+
+log = logging.getLogger(__name__)
+
+_KEPT_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """What to stylize and where the results go."""
+
+    contents: Sequence[str]
+    styles: Sequence[str]
+    controls: StyleControls = StyleControls()
+    output: Path | None = None
+    mask: Path | None = None
+    overwrite: bool = False
+
+
+@dataclass
+class BatchResult:
+    """Outputs written, and per-input problems as (path, one-line message)."""
+
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+
+def expand_inputs(patterns: Sequence[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files, directories (their images, sorted) and globs -> image paths, plus (pattern, message) for
+    the patterns that matched nothing."""
+    found: list[Path] = []
+    missing: list[tuple[str, str]] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not images:
+                missing.append((pattern, f"{pattern}: directory holds no images"))
+            found.extend(images)
+        elif path.exists():
+            found.append(path)
+        elif glob.has_magic(pattern):
+            matches = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
+            if not matches:
+                missing.append((pattern, f"{pattern}: pattern matches no files"))
+            found.extend(matches)
+        else:
+            missing.append((pattern, f"{pattern}: no such file"))
+    unique = list(dict.fromkeys(found))
+    return unique, missing
+
+
+def output_paths(inputs: Sequence[Path], styles: Sequence[str], output: Path | None) -> list[Path]:
+    """One output per input: -o as a file for a single input, as a folder for several (names say content
+    and style); without -o, next to the input with a `_stylized` suffix."""
+    style_label = "+".join(style_name(s) for s in styles)
+    as_folder = output is not None and (len(inputs) > 1 or output.is_dir() or str(output).endswith(("/", "\\")))
+    if output is not None and len(inputs) > 1 and output.suffix.lower() in IMAGE_SUFFIXES:
+        raise UserError(f"-o {output}: several inputs need an output folder, not a file name")
+    paths = []
+    for source in inputs:
+        suffix = source.suffix.lower() if source.suffix.lower() in _KEPT_SUFFIXES else ".png"
+        if output is None:
+            paths.append(source.with_name(f"{source.stem}_stylized{suffix}"))
+        elif as_folder:
+            paths.append(output / f"{source.stem}_{style_label}{suffix}")
+        else:
+            paths.append(output)
+    return paths
+
+
+def run_image_job(job: ImageJob, stylizer: Stylizer) -> BatchResult:
+    """Stylize every input; a bad input is recorded and skipped, never fatal for the others."""
+    for style in job.styles:  # a bad style or mask spoils every output: fail before any work
+        stylizer.bank.image(style)
+    if job.mask is not None:
+        read_image(job.mask)
+    inputs, missing = expand_inputs(job.contents)
+    result = BatchResult(failed=missing)
+    if not inputs:
+        return result
+    outputs = output_paths(inputs, job.styles, job.output)
+    if job.output is not None and len(inputs) > 1:
+        job.output.mkdir(parents=True, exist_ok=True)
+    with item_progress(disable=len(inputs) == 1) as bar:
+        task = bar.add_task("stylize", total=len(inputs))
+        for source, target in zip(inputs, outputs):
+            try:
+                result.seconds.append(_stylize_one(source, target, job, stylizer))
+                result.written.append(target)
+            except UserError as exc:
+                result.failed.append((str(source), str(exc)))
+            bar.advance(task)
+    return result
+
+
+def _stylize_one(source: Path, target: Path, job: ImageJob, stylizer: Stylizer) -> float:
+    if target.exists() and not job.overwrite:
+        raise UserError(f"{target}: output exists; pass --overwrite to replace it")
+    if not target.parent.is_dir():
+        raise UserError(f"{target.parent}: output folder does not exist")
+    image = read_image(source)
+    controls = job.controls
+    if job.mask is not None:
+        height, width = image.rgb.shape[:2]
+        controls = StyleControls(controls.alpha, controls.weights, controls.preserve_color,
+                                 read_mask(job.mask, width, height))
+    start = time.perf_counter()
+    out = stylizer.stylize(image.rgb, stylizer.prepare(list(job.styles), controls))
+    elapsed = time.perf_counter() - start
+    if image.alpha is not None and target.suffix.lower() not in ALPHA_SUFFIXES:
+        log.warning("%s: transparency dropped (%s cannot store it; use .png to keep it)", source, target.suffix)
+    write_image(target, out, image.alpha)
+    log.info("%s -> %s (%dx%d, %.2f s)", source, target, out.shape[1], out.shape[0], elapsed)
+    return elapsed

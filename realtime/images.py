@@ -1,0 +1,147 @@
+"""Image files in and out, and every colour/layout conversion (RGB uint8 HWC <-> float NCHW, resizing).
+
+Images are read as users have them: EXIF orientation applied; grayscale, palette, CMYK and
+16-bit images turned into 8-bit RGB; an alpha channel kept aside so it can be put back on
+the stylized result (the networks see RGB only).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
+ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An image as 8-bit RGB (H, W, 3), and its alpha channel (H, W) if it had one."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None = None
+
+
+def read_image(path: str | Path) -> LoadedImage:
+    """Read an image file into 8-bit RGB; every failure is a one-line UserError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not an image")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: empty file")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb(image)
+    except UnidentifiedImageError:
+        raise UserError(f"{path}: not an image file (or a format Pillow cannot read)") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
+        raise UserError(f"{path}: cannot decode image ({_first_line(exc)})") from None
+    except Image.DecompressionBombError as exc:
+        raise UserError(f"{path}: image too large ({_first_line(exc)})") from None
+
+
+def _to_rgb(image: Image.Image) -> LoadedImage:
+    """Convert any Pillow mode to RGB uint8, keeping transparency as a separate alpha plane."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        scale = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        gray = np.clip(values / scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return LoadedImage(np.repeat(gray[..., None], 3, axis=2))
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    if has_alpha:
+        rgba = np.array(image.convert("RGBA"))
+        return LoadedImage(np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3]))
+    return LoadedImage(np.array(image.convert("RGB")))
+
+
+def write_image(path: str | Path, rgb: np.ndarray, alpha: np.ndarray | None = None) -> None:
+    """Write RGB (H, W, 3) uint8, with alpha where the format keeps it, via a temporary file and a rename
+    so that a crash never leaves half an image under the final name."""
+    path = Path(path)
+    image = Image.fromarray(rgb, "RGB")
+    if alpha is not None and path.suffix.lower() in ALPHA_SUFFIXES:
+        image.putalpha(Image.fromarray(alpha, "L"))
+    options = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg", ".webp") else {}
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise UserError(f"{path}: unknown image extension {path.suffix!r}; use .png or .jpg")
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            image.save(out, format=fmt, **options)
+        os.replace(tmp_name, path)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+
+
+def resize_shorter_side(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Resize so the shorter side is `size` pixels (area filter when shrinking, cubic when enlarging)."""
+    height, width = rgb.shape[:2]
+    scale = size / min(height, width)
+    if scale == 1.0:
+        return rgb
+    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(rgb, new_size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+
+
+def resize_to(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize an (H, W, C) image to exactly width x height."""
+    if rgb.shape[1] == width and rgb.shape[0] == height:
+        return rgb
+    shrinking = width * height < rgb.shape[0] * rgb.shape[1]
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+
+
+def read_mask(path: str | Path, width: int, height: int) -> np.ndarray:
+    """A spatial-control mask as float32 (H, W) in [0, 1] at the given size (white = inside)."""
+    loaded = read_image(path)
+    gray = loaded.alpha if loaded.alpha is not None and loaded.alpha.min() < 255 else loaded.rgb.mean(axis=2)
+    return resize_to(gray.astype(np.float32) / 255.0, width, height)
+
+
+def frames_to_tensor(frames: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(N, H, W, 3) or (H, W, 3) uint8 RGB, on any device -> (N, 3, H, W) float in [0, 1], channels_last.
+
+    Converting on the device after a uint8 upload moves a quarter of the bytes of a float upload.
+    """
+    batch = frames.unsqueeze(0) if frames.dim() == 3 else frames
+    # permute makes an NCHW view whose memory is already channels_last: no copy is made here
+    return batch.permute(0, 3, 1, 2).to(dtype).div_(255.0)
+
+
+def tensor_to_frames(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) float in [0, 1] -> (N, H, W, 3) uint8 RGB on the same device (rounded, clamped).
+
+    Clamping after scaling matters in bf16/fp16, where 255 + 0.5 rounds to 256 and would wrap to 0.
+    """
+    return images.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
+def pad_to_multiple(images: torch.Tensor, multiple: int = 8) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad (N, C, H, W) on the bottom/right to multiples of `multiple` (at least two multiples, so the
+    deepest features are 2 pixels wide, enough for their reflection padding); returns the original (H, W)."""
+    height, width = images.shape[-2:]
+    pad_h = max(-height % multiple, 2 * multiple - height)
+    pad_w = max(-width % multiple, 2 * multiple - width)
+    if pad_h or pad_w:
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        images = F.pad(images, (0, pad_w, 0, pad_h), mode=mode)
+    return images, (height, width)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

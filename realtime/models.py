@@ -1,0 +1,196 @@
+"""The encoder and decoder networks, with layouts that match the weight files, and their loaders.
+
+Every encoder takes RGB in [0, 1] (N, 3, H, W), H and W multiples of 8, and gives relu4_1
+features at H/8 x W/8; `features()` also returns relu1_1 .. relu4_1 (for training losses).
+Every decoder maps relu4_1-like features back to RGB (unclamped). This module builds networks
+and loads a given file; finding and downloading files is `weights.py`'s job.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .errors import UserError
+
+
+class Features(NamedTuple):
+    """Activations at the four layers that the paper's style loss uses."""
+
+    relu1_1: torch.Tensor
+    relu2_1: torch.Tensor
+    relu3_1: torch.Tensor
+    relu4_1: torch.Tensor
+
+
+def _conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """Reflection pad by 1, 3x3 conv, ReLU: the block every network here is made of."""
+    return F.relu(conv(F.pad(x, (1, 1, 1, 1), mode="reflect")))
+
+
+def _upsample(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2.0, mode="nearest")
+
+
+class _Encoder(nn.Module):
+    """Shared forward of the VGG-like encoders: a 1x1 colour conv, then groups of conv+ReLU blocks
+    separated by 2x2 max-pools; the first ReLU of each group is relu1_1, relu2_1, relu3_1, relu4_1."""
+
+    out_channels: int
+    stages: tuple[tuple[str, ...], ...]
+    colour_conv: str
+
+    def features(self, x: torch.Tensor) -> Features:
+        y = self._modules[self.colour_conv](x)
+        taps = []
+        for stage, names in enumerate(self.stages):
+            if stage > 0:
+                y = F.max_pool2d(y, 2, 2, ceil_mode=True)
+            for position, name in enumerate(names):
+                y = _conv_relu(self._modules[name], y)
+                if position == 0:
+                    taps.append(y)
+        return Features(*taps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).relu4_1
+
+
+# --------------------------------------------------------------------------- normalised VGG-19
+# Indices of naoto0804/pytorch-AdaIN's `vgg` Sequential: state-dict keys are "<index>.weight".
+_VGG_CONVS = {"0": (3, 3, 1), "2": (3, 64, 3), "5": (64, 64, 3), "9": (64, 128, 3), "12": (128, 128, 3),
+              "16": (128, 256, 3), "19": (256, 256, 3), "22": (256, 256, 3), "25": (256, 256, 3), "29": (256, 512, 3)}
+_VGG_LAST_INDEX = 30  # relu4_1 in the full 53-module VGG
+
+
+class VGGEncoder(_Encoder):
+    """AdaIN's normalised VGG-19 up to relu4_1 (512 channels), pytorch-AdaIN key layout.
+
+    Index 0 is a 1x1 conv that turns RGB [0, 1] into mean-subtracted BGR [0, 255] (Caffe convention).
+    """
+
+    out_channels = 512
+    stages = (("2", "5"), ("9", "12"), ("16", "19", "22", "25"), ("29",))
+    colour_conv = "0"
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name, (cin, cout, k) in _VGG_CONVS.items():
+            self.add_module(name, nn.Conv2d(cin, cout, k))
+
+
+# Indices of pytorch-AdaIN's `decoder` Sequential; an upsample follows the convs marked True.
+_VGG_DECODER = ((1, 512, 256, True), (5, 256, 256, False), (8, 256, 256, False), (11, 256, 256, False),
+                (14, 256, 128, True), (18, 128, 128, False), (21, 128, 64, True), (25, 64, 64, False), (28, 64, 3, False))
+
+
+class VGGDecoder(nn.Module):
+    """The AdaIN decoder (mirror of the encoder, nearest upsampling, no ReLU after the last conv)."""
+
+    in_channels = 512
+
+    def __init__(self) -> None:
+        super().__init__()
+        for index, cin, cout, _ in _VGG_DECODER:
+            self.add_module(str(index), nn.Conv2d(cin, cout, 3))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        y = t
+        for index, _, _, upsample in _VGG_DECODER[:-1]:
+            y = _conv_relu(self._modules[str(index)], y)
+            if upsample:
+                y = _upsample(y)
+        last = self._modules[str(_VGG_DECODER[-1][0])]
+        return last(F.pad(y, (1, 1, 1, 1), mode="reflect"))
+
+
+# --------------------------------------------------------------------------- cd16x
+class CD16xEncoder(_Encoder):
+    """Collaborative Distillation's 16x-pruned VGG-19 to relu4_1 (128 channels), its key layout.
+
+    conv0 is the same RGB -> BGR-mean 1x1 conv as the VGG's; the `_aux` distillation heads in
+    the original file are not part of the network.
+    """
+
+    out_channels = 128
+    stages = (("conv11", "conv12"), ("conv21", "conv22"), ("conv31", "conv32", "conv33", "conv34"), ("conv41",))
+    colour_conv = "conv0"
+    _CHANNELS = {"conv0": (3, 3, 1), "conv11": (3, 16, 3), "conv12": (16, 16, 3), "conv21": (16, 32, 3),
+                 "conv22": (32, 32, 3), "conv31": (32, 64, 3), "conv32": (64, 64, 3), "conv33": (64, 64, 3),
+                 "conv34": (64, 64, 3), "conv41": (64, 128, 3)}
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name, (cin, cout, k) in self._CHANNELS.items():
+            self.add_module(name, nn.Conv2d(cin, cout, k))
+
+
+class CD16xDecoder(nn.Module):
+    """Decoder for the cd16x features (mirror of the encoder; ReLU after the last conv too)."""
+
+    in_channels = 128
+    _LAYERS = (("conv41", 128, 64, True), ("conv34", 64, 64, False), ("conv33", 64, 64, False),
+               ("conv32", 64, 64, False), ("conv31", 64, 32, True), ("conv22", 32, 32, False),
+               ("conv21", 32, 16, True), ("conv12", 16, 16, False), ("conv11", 16, 3, False))
+
+    def __init__(self) -> None:
+        super().__init__()
+        for name, cin, cout, _ in self._LAYERS:
+            self.add_module(name, nn.Conv2d(cin, cout, 3))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        y = t
+        for name, _, _, upsample in self._LAYERS:
+            y = _conv_relu(self._modules[name], y)
+            if upsample:
+                y = _upsample(y)
+        return y
+
+
+ENCODERS: dict[str, type[nn.Module]] = {"vgg": VGGEncoder, "cd16x": CD16xEncoder}
+DECODERS: dict[str, type[nn.Module]] = {"vgg": VGGDecoder, "cd16x": CD16xDecoder}
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read a weight file safely (weights_only) onto the CPU and unwrap {'model': state_dict} files."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: weight file not found") from None
+    except Exception as exc:  # torch raises several types for a corrupt or foreign file
+        raise UserError(f"{path}: not a readable PyTorch weight file ({type(exc).__name__}); "
+                        "fetch it again with `adain weights fetch`") from None
+    if isinstance(data, dict) and isinstance(data.get("model"), dict):
+        data = data["model"]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise UserError(f"{path}: does not hold a state dict of tensors")
+    return data
+
+
+def _adapt_encoder_keys(architecture: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Accept the files users have: cd16x with its `_aux` heads, the full 53-module VGG of pytorch-AdaIN."""
+    if architecture == "cd16x":
+        return {k: v for k, v in state.items() if "_aux" not in k}
+    return {k: v for k, v in state.items() if not k.split(".")[0].isdigit() or int(k.split(".")[0]) <= _VGG_LAST_INDEX}
+
+
+def build_network(kind: str, architecture: str, path: Path | None = None) -> nn.Module:
+    """An encoder or decoder ('encoder'/'decoder') of an architecture, with weights from `path` if given."""
+    table = ENCODERS if kind == "encoder" else DECODERS
+    if architecture not in table:
+        raise UserError(f"unknown architecture {architecture!r}; choose one of {', '.join(table)}")
+    network = table[architecture]()
+    if path is not None:
+        state = load_state_dict(path)
+        if kind == "encoder":
+            state = _adapt_encoder_keys(architecture, state)
+        try:
+            network.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+            raise UserError(f"{path}: not a {architecture} {kind} weight file ({first[:160]})") from None
+    return network.eval().requires_grad_(False)

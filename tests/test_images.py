@@ -1,0 +1,78 @@
+"""Image inputs as users have them, and one clear error per bad file."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from realtime.errors import UserError
+from realtime.images import pad_to_multiple, read_image, resize_shorter_side, write_image
+
+
+def _gradient(width=40, height=30):
+    x = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None, None]
+    return np.concatenate([np.broadcast_to(x, (height, width, 1)), np.broadcast_to(y, (height, width, 1)),
+                           np.full((height, width, 1), 128.0)], axis=2).astype(np.uint8)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    rgb = _gradient(40, 30)
+    image = Image.fromarray(rgb)
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
+    image.save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    loaded = read_image(tmp_path / "rotated.jpg").rgb
+    assert loaded.shape == (40, 30, 3)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "CMYK", "I;16", "LA"])
+def test_modes_become_8_bit_rgb(tmp_path, mode):
+    rgb = _gradient()
+    if mode == "I;16":
+        image = Image.fromarray(rgb[..., 0].astype(np.uint16) * 257)
+    elif mode == "LA":
+        image = Image.fromarray(rgb).convert("LA")
+    else:
+        image = Image.fromarray(rgb).convert(mode)
+    suffix = ".jpg" if mode == "CMYK" else ".png"
+    image.save(tmp_path / f"img{suffix}")
+    loaded = read_image(tmp_path / f"img{suffix}")
+    assert loaded.rgb.dtype == np.uint8 and loaded.rgb.shape == (30, 40, 3)
+    if mode == "I;16":  # 16-bit values are scaled, not clipped
+        assert abs(int(loaded.rgb[0, -1, 0]) - 255) <= 1 and loaded.rgb[0, 0, 0] == 0
+    if mode == "LA":
+        assert loaded.alpha is not None
+
+
+def test_rgba_keeps_its_alpha_through_a_png_round_trip(tmp_path):
+    rgba = np.dstack([_gradient(), np.full((30, 40), 77, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    loaded = read_image(tmp_path / "a.png")
+    assert np.array_equal(loaded.alpha, rgba[..., 3])
+    write_image(tmp_path / "b.png", loaded.rgb, loaded.alpha)
+    back = np.asarray(Image.open(tmp_path / "b.png"))
+    assert back.shape == (30, 40, 4) and np.array_equal(back[..., 3], rgba[..., 3])
+
+
+def test_bad_files_give_one_line_errors_naming_the_file(tmp_path, media):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("not an image")
+    data = (media / "content" / "city_leuven_street_751x563.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 3])
+    cases = {"empty.png": "empty file", "text.jpg": "not an image", "cut.jpg": "cannot decode",
+             "missing.png": "no such file"}
+    for name, message in cases.items():
+        with pytest.raises(UserError) as info:
+            read_image(tmp_path / name)
+        text = str(info.value)
+        assert name in text and message in text and "\n" not in text
+
+
+def test_resize_and_pad_helpers():
+    rgb = _gradient(40, 30)
+    assert resize_shorter_side(rgb, 15).shape == (15, 20, 3)
+    import torch
+    x = torch.rand(1, 3, 30, 41)
+    padded, size = pad_to_multiple(x)
+    assert padded.shape[-2:] == (32, 48) and size == (30, 41)
+    assert torch.equal(padded[..., :30, :41], x)

@@ -1,0 +1,69 @@
+"""The networks load the shared weight files with their exact layouts, and accept the upstream files users have."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from realtime.errors import UserError
+from realtime.models import VGGEncoder, build_network, load_state_dict
+
+FILES = {"vgg": ("adain-vgg/vgg.pth", "adain-vgg/decoder.pth"), "cd16x": ("cd16x/encoder_relu41.pth",
+                                                                           "cd16x/decoder_relu41.pth")}
+
+
+@pytest.mark.parametrize("arch", FILES)
+def test_shared_files_load_strictly_and_give_relu4_1_shapes(arch, weights_dir):
+    encoder = build_network("encoder", arch, weights_dir / FILES[arch][0])
+    decoder = build_network("decoder", arch, weights_dir / FILES[arch][1])
+    x = torch.rand(1, 3, 64, 48)
+    with torch.no_grad():
+        feats = encoder.features(x)
+        out = decoder(feats.relu4_1)
+    channels = {"vgg": (64, 128, 256, 512), "cd16x": (16, 32, 64, 128)}[arch]
+    for feat, c, scale in zip(feats, channels, (1, 2, 4, 8)):
+        assert feat.shape == (1, c, 64 // scale, 48 // scale)
+    assert torch.equal(feats.relu4_1, encoder(x))
+    assert out.shape == x.shape
+    # the weights really came from the file: every parameter equals the file's tensor
+    state = load_state_dict(weights_dir / FILES[arch][0])
+    for name, value in encoder.state_dict().items():
+        assert torch.equal(value, state[name])
+
+
+def test_first_conv_maps_rgb_to_caffe_bgr(weights_dir):
+    encoder = build_network("encoder", "vgg", weights_dir / "adain-vgg/vgg.pth")
+    red = torch.zeros(1, 3, 1, 1)
+    red[0, 0] = 1.0
+    bgr = encoder._modules["0"](red).flatten()
+    assert bgr[2] > 100 and abs(bgr[0] + 103.939) < 1  # red lands in the last (R of BGR) channel
+
+
+def test_full_53_module_pytorch_adain_vgg_is_truncated_to_relu4_1(tmp_path, weights_dir):
+    state = load_state_dict(weights_dir / "adain-vgg/vgg.pth")
+    full = dict(state)
+    for index in (32, 35, 38, 42, 45, 48, 51):  # the convs after relu4_1 in pytorch-AdaIN's vgg
+        full[f"{index}.weight"] = torch.randn(512, 512, 3, 3)
+        full[f"{index}.bias"] = torch.randn(512)
+    path = tmp_path / "vgg_normalised.pth"
+    torch.save(full, path)
+    encoder = build_network("encoder", "vgg", path)
+    reference = build_network("encoder", "vgg", weights_dir / "adain-vgg/vgg.pth")
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.equal(encoder(x), reference(x))
+
+
+def test_wrong_layout_and_garbage_files_are_user_errors(tmp_path, weights_dir):
+    with pytest.raises(UserError, match="not a vgg encoder weight file"):
+        build_network("encoder", "vgg", weights_dir / "cd16x/encoder_relu41.pth")
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"\x00not a pickle" * 10)
+    with pytest.raises(UserError, match="garbage.pth: not a readable PyTorch weight file"):
+        build_network("decoder", "cd16x", garbage)
+    with pytest.raises(UserError, match="not found"):
+        build_network("decoder", "cd16x", tmp_path / "missing.pth")
+
+
+def test_state_dict_keys_follow_pytorch_adain_indices():
+    keys = set(VGGEncoder().state_dict())
+    assert {"0.weight", "2.weight", "29.weight", "29.bias"} <= keys and "30.weight" not in keys
