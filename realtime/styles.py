@@ -21,6 +21,7 @@ import torch
 
 from .adain import StyleStats
 from .images import read_image, resize_shorter_side
+from .weights import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class StyleBank:
         if memo is not None and memo in self._images:
             return self._images[memo]
         loaded = read_image(path)  # raises a UserError for missing or bad files
-        image = StyleImage(_file_key(path), path.stem, self._resized(loaded.rgb))
+        image = StyleImage(sha256_of(path), path.stem, self._resized(loaded.rgb))
         if memo is not None:
             self._images[memo] = image
         return image
@@ -124,14 +125,6 @@ class StyleBank:
             os.replace(tmp, path)
         except OSError as exc:  # a read-only cache slows later runs but must not fail this one
             log.warning("cannot write style cache %s (%s)", path, exc)
-
-
-def _file_key(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _array_key(rgb: np.ndarray) -> str:
