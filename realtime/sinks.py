@@ -37,6 +37,7 @@ CODECS: dict[str, tuple[str, ...]] = {
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".ts": "mpegts"}
 STREAM_FORMATS = {"udp": "mpegts", "tcp": "mpegts", "srt": "mpegts", "rtp": "rtp_mpegts", "rtmp": "flv",
                   "rtmps": "flv", "rtsp": "rtsp"}
+_MPEGTS_CODECS = {"h264", "hevc", "av1", "mpeg2video", "aac", "mp3", "mp2", "ac3", "eac3", "opus"}
 _QUEUE_SIZE = 8
 _POLL_S = 0.1
 _END = object()
@@ -125,7 +126,7 @@ class EncodingSink:
 
     def _add_video(self, encoder: str, settings: EncoderSettings, info: SourceInfo, low_latency: bool) -> None:
         codec_name = av.Codec(encoder, "w").name
-        if av.Codec(encoder, "w").canonical_name not in self._container.supported_codecs:
+        if not _holds(self._container, av.Codec(encoder, "w").canonical_name):
             raise UserError(f"{self.label}: a {self._container.format.name} file cannot hold "
                             f"{settings.codec or 'h264'} video; pick another --codec or another file type")
         formats = [f.name for f in av.Codec(encoder, "w").video_formats or ()]
@@ -270,7 +271,7 @@ class _AudioTrack:
 
     def _add_stream(self, output: av.container.OutputContainer, label: str) -> av.audio.stream.AudioStream | None:
         codec = self._source.codec_context.name
-        if codec in output.supported_codecs:
+        if _holds(output, codec):
             self.stream = output.add_stream_from_template(self._source)
             self.stream.time_base = self._source.time_base
             return None
@@ -320,6 +321,13 @@ class _AudioTrack:
         if self._encoder is not None:
             self.stream.container.mux(self._encoder.encode(None))
         self._input.close()
+
+
+def _holds(container: av.container.OutputContainer, codec: str) -> bool:
+    """Whether a container can carry a codec. MPEG-TS keeps no codec table in FFmpeg, so its list is ours."""
+    if container.format.name in ("mpegts", "rtp_mpegts"):
+        return codec in _MPEGTS_CODECS
+    return codec in container.supported_codecs
 
 
 def _encoder_for(codec: str) -> str:

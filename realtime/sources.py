@@ -202,8 +202,9 @@ class _FrameReader:
     def stop(self) -> None:
         self._stop.set()
 
-    def close(self) -> None:
-        """Stop the thread, drain the queue so a waiting producer can finish, and join it."""
+    def close(self) -> bool:
+        """Stop the thread, drain the queue so a waiting producer can finish, and join it; False if it is
+        still running (blocked in a read that only its own timeout ends)."""
         self._stop.set()
         deadline = time.monotonic() + _JOIN_S
         while self._thread.is_alive() and time.monotonic() < deadline:
@@ -214,7 +215,9 @@ class _FrameReader:
                 pass
             self._thread.join(timeout=_POLL_S)
         if self._thread.is_alive():
-            log.warning("reader thread %s did not stop within %.0f s", self._thread.name, _JOIN_S)
+            log.debug("reader thread %s is still in a blocking read; leaving it to its timeout", self._thread.name)
+            return False
+        return True
 
 
 class ReaderSource:
@@ -247,10 +250,12 @@ class ReaderSource:
             self._reader.stop()
 
     def close(self) -> None:
+        stopped = True
         if self._reader is not None:
-            self._reader.close()
+            stopped = self._reader.close()
             self.report.dropped = self._reader.dropped
-        self._release()
+        if stopped:  # never free an input a thread is still reading (garbage collection does it later)
+            self._release()
 
     def _release(self) -> None:
         """Free the underlying input (after the reader thread has stopped)."""

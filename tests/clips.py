@@ -35,19 +35,19 @@ def write_clip(path: Path, *, width: int = 64, height: int = 48, frames: int = 1
         video.time_base = video.codec_context.time_base = time_base
         if rotation is not None:
             video.set_display_rotation(rotation)
+        sound = container.add_stream(audio, rate=48000, layout="stereo") if audio is not None else None
         timestamps = pts or list(range(frames))
         for index, stamp in enumerate(timestamps):
             frame = av.VideoFrame.from_ndarray(pattern(index, width, height), format="rgb24")
             frame.pts, frame.time_base = stamp, time_base
             container.mux(video.encode(frame))
         container.mux(video.encode(None))
-        if audio is not None:
-            _write_sine(container, audio, float((timestamps[-1] + 1) * time_base))
+        if sound is not None:
+            _write_sine(container, sound, float((timestamps[-1] + 1) * time_base))
     return path
 
 
-def _write_sine(container: av.container.OutputContainer, codec: str, seconds: float) -> None:
-    stream = container.add_stream(codec, rate=48000, layout="stereo")
+def _write_sine(container: av.container.OutputContainer, stream: av.audio.stream.AudioStream, seconds: float) -> None:
     samples = int(48000 * seconds)
     wave = (0.3 * np.sin(2 * np.pi * 440 * np.arange(samples) / 48000)).astype(np.float32)
     for start in range(0, samples, 960):
@@ -60,7 +60,7 @@ def _write_sine(container: av.container.OutputContainer, codec: str, seconds: fl
 
 def write_audio_only(path: Path) -> Path:
     with av.open(str(path), "w") as container:
-        _write_sine(container, "aac", 0.5)
+        _write_sine(container, container.add_stream("aac", rate=48000, layout="stereo"), 0.5)
     return path
 
 
