@@ -318,9 +318,9 @@ class FileSource(ReaderSource):
                             f"({announced_end - container_start:.2f} s)")
         if spec.start:
             self._container.seek(self._origin_pts, stream=stream, backward=True, any_frame=False)
-        self._end_time = None if spec.duration is None else origin + spec.duration  # absolute, exclusive
-        expected_end = announced_end if self._end_time is None else min(announced_end or self._end_time,
-                                                                         self._end_time)
+        end_time = None if spec.duration is None else origin + spec.duration  # absolute, exclusive
+        self._end_pts = None if end_time is None else round(end_time / time_base)
+        expected_end = announced_end if end_time is None else min(announced_end or end_time, end_time)
         self.report.expected_end = None if expected_end is None else expected_end - origin
         self._decoded = self._frames_in_range()
         first = next(self._decoded, None)
@@ -354,7 +354,7 @@ class FileSource(ReaderSource):
             last_pts = frame.pts
             if frame.pts < self._origin_pts - self._tick // 2:
                 continue  # before --start: decoded for its references only
-            if self._end_time is not None and frame.pts * self._stream.time_base >= self._end_time:
+            if self._end_pts is not None and frame.pts >= self._end_pts:
                 return
             yield frame
 
@@ -414,7 +414,7 @@ class FileSource(ReaderSource):
         expected = self.report.expected_end
         if expected is None or self._index == 0:
             return
-        tolerance = max(0.5, 3 * self._tick * float(self._stream.time_base))
+        tolerance = max(0.25, 3 * self._tick * float(self._stream.time_base))  # headers round, audio runs on
         reached = (self._last_pts - self._origin_pts + self._tick) * float(self._stream.time_base)
         if reached < expected - tolerance:
             self.report.cut_at = reached
