@@ -116,3 +116,11 @@ def color_stats(images: list[np.ndarray]) -> np.ndarray:
     """Per-channel mean and std over a set of RGB images: a 6-vector."""
     pixels = np.concatenate([np.asarray(i, np.float64).reshape(-1, 3) for i in images])
     return np.concatenate([pixels.mean(axis=0), pixels.std(axis=0)])
+
+
+def moved_toward_style(source_frames: list[np.ndarray], output_frames: list[np.ndarray], style_rgb: np.ndarray) -> bool:
+    """The output's colour statistics lie clearly closer to the style's than the source's do."""
+    style = color_stats([style_rgb])
+    before = np.linalg.norm(color_stats(source_frames) - style)
+    after = np.linalg.norm(color_stats(output_frames) - style)
+    return after < 0.6 * before
