@@ -21,8 +21,9 @@ BRIGHT, DARK = "hokusai_great_wave.jpg", "turner_shipwreck.jpg"
 
 
 @pytest.fixture(scope="module")
-def stylizer():
-    return Stylizer("cd16x", "cpu", "fp32", style_size=256)
+def stylizer(tmp_path_factory):
+    # its own style cache, so that every style's statistics are computed here (and counted)
+    return Stylizer("cd16x", "cpu", "fp32", style_size=256, cache_dir=tmp_path_factory.mktemp("style-cache"))
 
 
 @pytest.fixture(scope="module")
