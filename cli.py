@@ -148,6 +148,19 @@ def add_encoder_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
 
+def add_frames_command(commands: argparse._SubParsersAction, name: str, run: Callable[[argparse.Namespace], int],
+                       help: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand that stylizes frames: style, model, frame and encoder options, then its own."""
+    parser = commands.add_parser(name, help=help, description=description,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_style_options(parser)
+    add_model_options(parser)
+    add_frame_options(parser)
+    add_encoder_options(parser)
+    parser.set_defaults(run=run)
+    return parser
+
+
 def encoder_from(args: argparse.Namespace) -> EncoderSettings:
     return EncoderSettings(args.codec, args.crf, args.preset, args.pix_fmt, audio=not args.no_audio)
 
@@ -262,9 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     image.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     image.set_defaults(run=cmd_image)
 
-    video = commands.add_parser(
-        "video", help="stylize video files, image sequences or streams into video files",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    video = add_frames_command(
+        commands, "video", run=cmd_video, help="stylize video files, image sequences or streams into video files",
         description="Stylize videos frame by frame. Frame timestamps are kept (variable frame rate stays "
                     "variable), rotation metadata is applied, the audio is copied without re-encoding where the "
                     "output container can hold it, and corrupt or truncated inputs are rendered as far as they "
@@ -275,18 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("-o", "--output", metavar="OUT",
                        help="output file (one input), folder (several), or stream URL (udp://, rtmp://, srt://); "
                             "default: next to each input, with a _stylized suffix")
-    add_style_options(video)
-    add_model_options(video)
-    add_frame_options(video)
     part = video.add_argument_group("part of the input")
     part.add_argument("--start", type=seconds, default=0.0, metavar="T", help="start T seconds in ([HH:]MM:SS too)")
     part.add_argument("--duration", type=seconds, metavar="T", help="render at most T seconds")
-    add_encoder_options(video)
-    video.set_defaults(run=cmd_video)
 
-    live = commands.add_parser(
-        "live", help="stylize a camera, stream or file live, in a window and/or to an output",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    live = add_frames_command(
+        commands, "live", run=cmd_live, help="stylize a camera, stream or file live, in a window and/or to an output",
         description="Live stylization. Each --style is a look to switch between: keys in the window (n/p style, "
                     "+/- alpha, c colour preservation, b side by side, s snapshot, space pause, f fullscreen, "
                     "h HUD, q quit) or --style-cycle. When inference is slower than the source, stale frames are "
@@ -295,9 +301,6 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--camera", metavar="N|DEVICE", help="camera index or device path (default: 0)")
     source.add_argument("--input", metavar="URL|FILE", help="a network stream (udp://, rtsp://, ...) or a file "
                                                              "played in real time")
-    add_style_options(live)
-    add_model_options(live)
-    add_frame_options(live)
     outputs = live.add_argument_group("outputs")
     outputs.add_argument("--output", metavar="FILE|URL", help="also record to a file or send to a stream URL")
     outputs.add_argument("--no-window", action="store_true", help="no preview window (headless)")
@@ -305,8 +308,6 @@ def build_parser() -> argparse.ArgumentParser:
                          help="send to a virtual camera (optional extra 'virtualcam'; v4l2loopback on Linux)")
     outputs.add_argument("--snapshot-dir", type=Path, default=Path("."), metavar="DIR",
                          help="where the s key saves PNG snapshots")
-    add_encoder_options(live)
-    live.set_defaults(run=cmd_live)
 
     weights = commands.add_parser("weights", help="list, verify or fetch weight files",
                                   description="Weight files are looked up in: --encoder-weights/--decoder-weights; "

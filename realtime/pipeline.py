@@ -117,7 +117,7 @@ class RunOptions:
 
 
 @dataclass
-class _Controls:
+class LiveControls:
     """The live state that keys change: which look, alpha, colour preservation, pause."""
 
     entry: int
@@ -141,19 +141,31 @@ class _Controls:
 
 
 class _Looks:
-    """Prepared styles per (look, alpha, colour mode): every look's statistics are computed before the first
-    frame, so switching looks mid-run is a dictionary lookup, not a stall."""
+    """The live controls and the prepared style for each (look, alpha, colour mode). Every look's statistics are
+    computed before the first frame, so switching looks mid-run is a dictionary lookup, not a stall."""
 
     def __init__(self, stylizer: FrameStylizer, plan: StylePlan, mask: np.ndarray | None) -> None:
         self._stylizer, self._plan, self._mask = stylizer, plan, mask
+        self.controls = LiveControls(0, plan.controls.alpha, plan.controls.preserve_color)
         self._prepared: dict[tuple[int, float, str], PreparedStyle] = {}
         for entry in range(len(plan.entries)):
-            self.get(entry, plan.controls.alpha, plan.controls.preserve_color)
+            self._get(entry)
 
-    def get(self, entry: int, alpha: float, preserve_color: str) -> PreparedStyle:
-        key = (entry, alpha, preserve_color)
+    def for_frame(self, frame: Frame) -> PreparedStyle:
+        """The look for this frame: the chosen one, moved on every `cycle_seconds` of video time."""
+        entry = self.controls.entry
+        if self._plan.cycle_seconds:
+            entry += int(frame.time // self._plan.cycle_seconds)
+        return self._get(entry % len(self._plan.entries))
+
+    def apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            self.controls.apply(action, len(self._plan.entries))
+
+    def _get(self, entry: int) -> PreparedStyle:
+        key = (entry, self.controls.alpha, self.controls.preserve_color)
         if key not in self._prepared:
-            controls = replace(self._plan.controls, alpha=alpha, preserve_color=preserve_color, mask=self._mask)
+            controls = replace(self._plan.controls, alpha=key[1], preserve_color=key[2], mask=self._mask)
             self._prepared[key] = self._stylizer.prepare(list(self._plan.entries[entry]), controls)
         return self._prepared[key]
 
@@ -199,14 +211,13 @@ def run(open_source: Callable[[], Source], stylizer: FrameStylizer, plan: StyleP
             stack.enter_context(_closing(window))
         if on_start is not None:
             on_start(info)
-        controls = _Controls(0, plan.controls.alpha, plan.controls.preserve_color)
         rate = _Rate()
         started = time.monotonic()
         quit_asked = False
         for frame in source:
             if stopper.signal:
                 break
-            prepared = looks.get(_entry(plan, controls, frame), controls.alpha, controls.preserve_color)
+            prepared = looks.for_frame(frame)
             tic = time.monotonic()
             stylized = stylizer.stylize(frame.rgb, prepared)
             result.stylize_seconds += time.monotonic() - tic
@@ -215,10 +226,10 @@ def run(open_source: Callable[[], Source], stylizer: FrameStylizer, plan: StyleP
             now = time.monotonic()
             result.frames_out += 1
             result.latencies_ms.append((now - frame.captured) * 1000)
-            status = Status(stylizer.info.name, prepared.label, controls.alpha, controls.preserve_color,
-                            rate.tick(now), result.latencies_ms[-1], source.report.dropped, controls.paused)
+            status = Status(stylizer.info.name, prepared.label, looks.controls.alpha, looks.controls.preserve_color,
+                            rate.tick(now), result.latencies_ms[-1], source.report.dropped, looks.controls.paused)
             if window is not None:
-                quit_asked = _interact(window, frame, stylized, status, controls, looks, plan, stylizer, stopper)
+                quit_asked = _interact(window, frame, stylized, status, looks, stylizer, stopper)
             if on_frame is not None:
                 on_frame(result, status)
             if quit_asked or (options.max_frames is not None and result.frames_out >= options.max_frames):
@@ -232,31 +243,23 @@ def run(open_source: Callable[[], Source], stylizer: FrameStylizer, plan: StyleP
     return result
 
 
-def _entry(plan: StylePlan, controls: _Controls, frame: Frame) -> int:
-    """The look for this frame: the chosen one, moved on every `cycle_seconds` of video time."""
-    if plan.cycle_seconds:
-        return (controls.entry + int(frame.time // plan.cycle_seconds)) % len(plan.entries)
-    return controls.entry
-
-
-def _interact(window: View, frame: Frame, stylized: np.ndarray, status: Status, controls: _Controls,
-              looks: _Looks, plan: StylePlan, stylizer: FrameStylizer, stopper: "_SignalStop") -> bool:
+def _interact(window: View, frame: Frame, stylized: np.ndarray, status: Status, looks: _Looks,
+              stylizer: FrameStylizer, stopper: "_SignalStop") -> bool:
     """Show the frame and act on keys; while paused, keep showing it (restylized when a control changes).
     Returns True when the view asked to quit."""
     window.show(frame.rgb, stylized, status)
     while True:
-        actions = window.poll(1 if not controls.paused else 30)
+        actions = window.poll(30 if looks.controls.paused else 1)
         if Action.QUIT in actions or stopper.signal:
             return Action.QUIT in actions
-        for action in actions:
-            controls.apply(action, len(plan.entries))
         if actions:
-            prepared = looks.get(_entry(plan, controls, frame), controls.alpha, controls.preserve_color)
-            stylized = stylizer.stylize(frame.rgb, prepared)
+            looks.apply(actions)
+            prepared = looks.for_frame(frame)
+            controls = looks.controls
             status = replace(status, style=prepared.label, alpha=controls.alpha,
                              preserve_color=controls.preserve_color, paused=controls.paused)
-            window.show(frame.rgb, stylized, status)
-        if not controls.paused:
+            window.show(frame.rgb, stylizer.stylize(frame.rgb, prepared), status)
+        if not looks.controls.paused:
             return False
 
 

@@ -294,9 +294,7 @@ class FileSource(ReaderSource):
         path = Path(self.spec.target)
         if not path.exists():
             raise UserError(f"{path}: no such file")
-        if path.is_dir():
-            raise UserError(f"{path}: is a directory that holds no images")
-        if path.stat().st_size == 0:
+        if path.is_file() and path.stat().st_size == 0:
             raise UserError(f"{path}: empty file")
         return _open_container(self.spec.target, options={}, timeout=None)
 

@@ -13,7 +13,7 @@ from clips import color_stats, probe, write_clip
 from realtime.engine import StyleControls, Stylizer
 from realtime.errors import UserError
 from realtime.images import read_image, resize_shorter_side, write_image
-from realtime.pipeline import RunOptions, StylePlan, run
+from realtime.pipeline import Action, RunOptions, StylePlan, LiveControls, run
 from realtime.sinks import EncoderSettings, VideoFileSink
 from realtime.sources import SourceSpec, open_source
 
@@ -97,3 +97,23 @@ def test_mask_keeps_the_outside_unstylized(stylizer, clip, media, tmp_path):
     left = np.abs(masked[:, :40].astype(int) - original[:, :40]).mean()
     right = np.abs(masked[:, 56:].astype(int) - original[:, 56:]).mean()
     assert right > 2 * left, (left, right)
+
+
+def test_controls_wrap_styles_clamp_alpha_and_cycle_colour_modes():
+    controls = LiveControls(entry=0, alpha=0.95, preserve_color="none")
+    controls.apply(Action.PREVIOUS_STYLE, entries=3)
+    assert controls.entry == 2
+    controls.apply(Action.NEXT_STYLE, entries=3)
+    assert controls.entry == 0
+    controls.apply(Action.ALPHA_UP, entries=3)
+    assert controls.alpha == 1.0
+    for _ in range(12):
+        controls.apply(Action.ALPHA_DOWN, entries=3)
+    assert controls.alpha == 0.0
+    modes = []
+    for _ in range(3):
+        controls.apply(Action.CYCLE_COLOR, entries=3)
+        modes.append(controls.preserve_color)
+    assert modes == ["histogram", "luminance", "none"]
+    controls.apply(Action.PAUSE, entries=3)
+    assert controls.paused
