@@ -213,7 +213,7 @@ def run(open_source: Callable[[], Source], stylizer: FrameStylizer, plan: StyleP
             on_start(info)
         rate = _Rate()
         started = time.monotonic()
-        quit_asked = False
+        quit_asked = source_ended = False
         for frame in source:
             if stopper.signal:
                 break
@@ -234,11 +234,13 @@ def run(open_source: Callable[[], Source], stylizer: FrameStylizer, plan: StyleP
                 on_frame(result, status)
             if quit_asked or (options.max_frames is not None and result.frames_out >= options.max_frames):
                 break
+        else:
+            source_ended = stopper.signal is None
         result.seconds = time.monotonic() - started
         result.interrupted = stopper.signal
         if stopper.signal is None or options.final_on_stop:
             for sink in sinks:
-                sink.finish()
+                sink.finish(source_ended)
     result.source = source.report
     return result
 

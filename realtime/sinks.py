@@ -1,9 +1,11 @@
 """Where stylized frames go: video files and network streams (PyAV, encoded in their own thread), virtual cameras.
 
 A sink is opened before the first frame (so a bad codec, container or address fails at once),
-takes frames with `write`, and is ended with `close`. `finish` before `close` says the run is
+takes frames with `write`, and is ended with `close`. `finish` before `close` says the output is
 complete: a file is then moved from its temporary name into place; without it (Ctrl-C, an
 error) the container is still finished properly and kept under a name that says it is partial.
+`finish(source_ended=True)` also copies the input's audio to the end of the requested part,
+not only as far as the video went.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ class Sink(Protocol):
     """A destination for stylized frames."""
 
     def write(self, frame: Frame, rgb: np.ndarray) -> None: ...
-    def finish(self) -> None: ...
+    def finish(self, source_ended: bool) -> None: ...
     def close(self) -> None: ...
 
 
@@ -99,6 +101,7 @@ class EncodingSink:
         self.written = 0
         self.label = label or target
         self._completed = False
+        self._source_ended = False
         self._error: BaseException | None = None
         self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_SIZE)
         self._container: av.container.OutputContainer | None = None
@@ -167,8 +170,9 @@ class EncodingSink:
             except queue.Full:
                 continue
 
-    def finish(self) -> None:
+    def finish(self, source_ended: bool) -> None:
         self._completed = True
+        self._source_ended = source_ended
 
     def close(self) -> None:
         """Encode what is queued, flush the encoder, write the container's trailer: the output plays."""
@@ -223,9 +227,9 @@ class EncodingSink:
                 pass
 
     def _audio_end(self) -> float:
-        """Audio goes as far as the video, or, for a complete render, to the end of the requested part."""
+        """Audio goes as far as the video, or, when the whole input was rendered, to the end of the requested part."""
         video_end = float(self._end_pts * self._time_base)
-        if not self._completed:
+        if not (self._completed and self._source_ended):
             return video_end
         return float("inf") if self._requested_length is None else max(video_end, self._requested_length)
 
@@ -427,7 +431,7 @@ class VirtualCamSink:
         self._camera.send(rgb)
         self.written += 1
 
-    def finish(self) -> None:
+    def finish(self, source_ended: bool) -> None:
         """Nothing to make final: frames are gone once sent."""
 
     def close(self) -> None:

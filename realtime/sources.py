@@ -521,9 +521,9 @@ class CameraSource(ReaderSource):
         first_bgr = self._read(retry=True, what="cannot be opened (missing, or in use by another program?)")
         fps = self._capture.get(cv2.CAP_PROP_FPS) or spec.fps or 30.0
         height, width = first_bgr.shape[:2]
-        self._size = fit_size(width, height, spec.size if spec.scale else None, spec.scale)
+        self._size = fit_size(width, height, spec.size, spec.scale)
         if spec.size and (width, height) != spec.size:
-            log.info("camera %s: asked for %dx%d, got %dx%d", spec.target, *spec.size, width, height)
+            log.info("camera %s: asked for %dx%d, got %dx%d (resized)", spec.target, *spec.size, width, height)
         self.info = SourceInfo(name=f"camera {spec.target}", width=self._size[0], height=self._size[1],
                                fps=float(fps), time_base=Fraction(1, 1_000_000), live=True)
         self._t0 = time.monotonic()

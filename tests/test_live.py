@@ -191,3 +191,16 @@ def test_window_shows_hud_and_reacts_to_keys(media, tmp_path, display):
     snapshot = read_image(saved[0]).rgb
     assert snapshot.shape == (360, 640, 3) and next_style.shape == snapshot.shape  # the window fits the frame
     assert np.abs(snapshot.astype(int) - next_style).mean() < 3
+
+
+def test_live_errors_are_one_line_and_exit_2(media, monkeypatch, capsys):
+    style = ["--style", str(media / "styles" / DARK)]
+    assert cli.main(["live", "--camera", "/dev/no-such-camera", "--no-window", *style]) == 2
+    assert "camera /dev/no-such-camera: cannot be opened" in capsys.readouterr().err
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    clip = str(media / "video/tree_handheld_320x240_15fps_noaudio.mp4")
+    assert cli.main(["live", "--input", clip, *style]) == 2
+    assert "no display to open a window on (DISPLAY is not set); use --no-window" in capsys.readouterr().err
+    assert cli.main(["live", "--input", clip, "--no-window", "--virtual-cam", *style]) == 2
+    assert "--virtual-cam" in capsys.readouterr().err

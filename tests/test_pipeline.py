@@ -51,13 +51,16 @@ def test_style_cycle_switches_looks_with_statistics_computed_once(stylizer, clip
     assert looks[0] > looks[1] + 30 and looks[2] > looks[3] + 30  # bright, dark, bright, dark
 
 
-def test_max_frames_ends_the_run_with_a_complete_output(stylizer, clip, media, tmp_path):
+def test_max_frames_ends_the_run_with_a_complete_output_and_audio_as_long(stylizer, media, tmp_path):
+    clip = write_clip(tmp_path / "sound.mp4", frames=30, audio="aac")
     out = tmp_path / "first.mp4"
     plan = StylePlan(((str(media / "styles" / BRIGHT),),))
     result = run(lambda: open_source(SourceSpec(str(clip))), stylizer, plan, file_sink(out),
                  options=RunOptions(max_frames=5))
     assert result.frames_out == 5 and result.interrupted is None
-    assert len(probe(out).frames) == 5
+    written = probe(out)
+    assert len(written.frames) == 5
+    assert 5 / 30 <= written.duration < 5 / 30 + 0.05  # the audio stops with the video, not at the clip's end
 
 
 @pytest.mark.parametrize("final_on_stop,name", [(False, "stopped.partial.mp4"), (True, "stopped.mp4")])

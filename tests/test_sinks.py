@@ -30,7 +30,7 @@ def render(path, info, items, settings=EncoderSettings(), finish=True, **kwargs)
         for frame in items:
             sink.write(frame, frame.rgb)
         if finish:
-            sink.finish()
+            sink.finish(source_ended=True)
     return sink
 
 
@@ -144,7 +144,7 @@ def test_stream_sink_sends_frames_a_stream_source_receives(tmp_path, monkeypatch
         for frame in frames(60, 96, 64):
             sink.write(frame, frame.rgb)
             time.sleep(1 / 30)
-        sink.finish()
+        sink.finish(source_ended=True)
     receiver.join(timeout=StreamSource.READ_TIMEOUT_S + 5)
     assert not errors and not receiver.is_alive()
     assert len(received) > 20 and received[-1].rgb.shape == (64, 96, 3)
