@@ -278,6 +278,7 @@ class FileSource(ReaderSource):
     """
 
     _thread_type = "AUTO"  # frame + slice threads: fastest for files; streams use slices only (lower delay)
+    _paced = True  # played live, a file is held to its own clock; a stream arrives at its own pace anyway
 
     def __init__(self, spec: SourceSpec) -> None:
         self.spec = spec
@@ -387,7 +388,7 @@ class FileSource(ReaderSource):
         paced_from = None  # monotonic time of the output's time 0, when played as live
         for decoded in self._decoded:
             frame = self._to_frame(decoded, time.monotonic())
-            if self.info.live and not isinstance(self, StreamSource):
+            if self.info.live and self._paced:
                 if paced_from is None:
                     paced_from = time.monotonic() - frame.time
                 due = paced_from + frame.time
@@ -431,6 +432,7 @@ class StreamSource(FileSource):
     """
 
     _thread_type = "SLICE"
+    _paced = False
     OPEN_TIMEOUT_S = 10.0
     READ_TIMEOUT_S = 5.0
 

@@ -63,20 +63,21 @@ def test_max_frames_ends_the_run_with_a_complete_output_and_audio_as_long(styliz
     assert 5 / 30 <= written.duration < 5 / 30 + 0.05  # the audio stops with the video, not at the clip's end
 
 
-@pytest.mark.parametrize("final_on_stop,name", [(False, "stopped.partial.mp4"), (True, "stopped.mp4")])
-def test_sigint_finishes_the_output(stylizer, clip, media, tmp_path, final_on_stop, name):
+@pytest.mark.parametrize("signum,final_on_stop,name", [(signal.SIGINT, False, "stopped.partial.mp4"),
+                                                        (signal.SIGTERM, True, "stopped.mp4")])
+def test_a_signal_finishes_the_output(stylizer, clip, media, tmp_path, signum, final_on_stop, name):
     def interrupt_at_frame_3(result, status):
         if result.frames_out == 3:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
 
-    previous = signal.getsignal(signal.SIGINT)
+    previous = signal.getsignal(signum)
     plan = StylePlan(((str(media / "styles" / BRIGHT),),))
     result = run(lambda: open_source(SourceSpec(str(clip))), stylizer, plan, file_sink(tmp_path / "stopped.mp4"),
                  options=RunOptions(final_on_stop=final_on_stop), on_frame=interrupt_at_frame_3)
-    assert result.interrupted == "SIGINT" and result.frames_out == 3
+    assert result.interrupted == signal.Signals(signum).name and result.frames_out == 3
     assert [p.name for p in tmp_path.iterdir()] == [name]
     assert len(probe(tmp_path / name).frames) == 3
-    assert signal.getsignal(signal.SIGINT) is previous  # the handler is put back
+    assert signal.getsignal(signum) is previous  # the handler is put back
 
 
 def test_a_failing_sink_leaves_no_thread_running(stylizer, clip, media, tmp_path):
