@@ -186,13 +186,15 @@ class EncodingSink:
             self._thread.join()
             self._thread = None
         if self._container is not None:
-            if self._audio is not None:
-                self._audio.close()
             try:
+                if self._audio is not None:
+                    self._audio.close()
                 self._container.close()
+            except (av.FFmpegError, OSError) as exc:  # e.g. a full disk while writing the trailer
+                self._error = self._error or exc
             finally:
                 self._container = None
-            self._closed()
+                self._closed()
         self._raise_if_failed()
 
     def _closed(self) -> None:
@@ -364,7 +366,11 @@ class VideoFileSink(EncodingSink):
         if settings.codec is None:
             settings = EncoderSettings("vp9" if suffix == ".webm" else "h264", settings.crf, settings.preset,
                                        settings.pix_fmt, settings.audio)
-        handle, temp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".tmp{suffix}", dir=self.path.parent)
+        try:
+            handle, temp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".tmp{suffix}",
+                                            dir=self.path.parent)
+        except OSError as exc:
+            raise UserError(f"{self.path.parent}: cannot write here ({exc.strerror})") from None
         os.close(handle)
         umask = os.umask(0)
         os.umask(umask)
