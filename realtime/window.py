@@ -58,7 +58,7 @@ class Window:
         self._shown = (picture, status.style)
         bgr = rgb_to_bgr(picture)
         if self.hud:
-            draw_hud(bgr, hud_lines(status))
+            draw_hud(bgr, hud_lines(status), reference_width=stylized_rgb.shape[1])
         if not self._sized:
             cv2.resizeWindow(self.title, bgr.shape[1], bgr.shape[0])
             self._sized = True
@@ -116,9 +116,10 @@ def hud_lines(status: Status) -> list[str]:
     return lines
 
 
-def draw_hud(bgr: np.ndarray, lines: list[str]) -> None:
-    """Draw text lines on a darkened panel in the top-left corner, in place, scaled to the picture."""
-    scale = max(0.35, min(1.0, bgr.shape[1] / 1280))
+def draw_hud(bgr: np.ndarray, lines: list[str], reference_width: int) -> None:
+    """Draw text lines on a darkened panel in the top-left corner, in place, sized for a frame
+    `reference_width` pixels wide (side by side, the picture is two frames wide)."""
+    scale = max(0.35, min(1.0, reference_width / 1280))
     font, thickness = cv2.FONT_HERSHEY_SIMPLEX, 1
     sizes = [cv2.getTextSize(line, font, scale, thickness)[0] for line in lines]
     line_height = max(h for _, h in sizes) + round(8 * scale)
