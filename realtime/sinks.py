@@ -120,6 +120,7 @@ class EncodingSink:
             self._container.close()
             raise
         self._time_base = info.time_base
+        self._frame_ticks = max(1, round(1 / (info.fps * info.time_base)))
         self._last_pts: int | None = None
         self._end_pts = 0
         self._requested_length = info.duration
@@ -217,16 +218,18 @@ class EncodingSink:
 
     # ------------------------------------------------------------------ encode thread
     def _run(self) -> None:
+        ended = False  # the main thread's _END arrived: nothing more will be put
         try:
             while (item := self._queue.get()) is not _END:
                 self._encode(*item)
-            self._mux(self._video.encode(None))
+            ended = True
+            self._container.mux(self._video.encode(None))
             if self._audio is not None:
                 self._audio.mux_until(self._audio_end())
         except BaseException as exc:  # re-raised in the main thread by write/close
             self._error = exc
-            while self._queue.get() is not _END:  # let the main thread's last put go through
-                pass
+            while not ended:  # take what the main thread still puts, so that it never waits on a full queue
+                ended = self._queue.get() is _END
 
     def _audio_end(self) -> float:
         """Audio goes as far as the video, or, when the whole input was rendered, to the end of the requested part."""
@@ -242,16 +245,13 @@ class EncodingSink:
         frame = self._reformatter.reformat(frame, format=self._video.pix_fmt, dst_colorspace=Colorspace.ITU709,
                                            dst_color_range=ColorRange.MPEG)
         frame.pts, frame.time_base = pts, self._time_base
-        self._mux(self._video.encode(frame))
-        if self._last_pts is not None:
-            self._end_pts = pts + (pts - self._last_pts)  # this frame lasts as long as the previous one
+        self._container.mux(self._video.encode(frame))
+        # this frame lasts as long as the previous one (the first: one frame at the nominal rate)
+        self._end_pts = pts + (pts - self._last_pts if self._last_pts is not None else self._frame_ticks)
         self._last_pts = pts
         self.written += 1
         if self._audio is not None:
             self._audio.mux_until(float(pts * self._time_base))
-
-    def _mux(self, packets: list[av.Packet]) -> None:
-        self._container.mux(packets)
 
 
 class _AudioTrack:

@@ -153,3 +153,13 @@ def test_stream_sink_sends_frames_a_stream_source_receives(tmp_path, monkeypatch
 def test_virtual_camera_without_its_extra_or_device_is_a_clear_error():
     with pytest.raises(UserError, match=r"^--virtual-cam.*(pip install|modprobe v4l2loopback)"):
         VirtualCamSink(info_for())
+
+
+def test_an_encoder_failure_reaches_the_caller_and_leaves_no_stray_file(tmp_path):
+    sink = VideoFileSink(tmp_path / "broken.mp4", EncoderSettings(), info_for())
+    bad = np.zeros((48, 64, 4), np.uint8)  # four channels: the encode thread cannot make a video frame of it
+    with pytest.raises(ValueError):
+        with sink:
+            for frame in frames(20):
+                sink.write(frame, bad)
+    assert list(tmp_path.iterdir()) == []
