@@ -121,9 +121,7 @@ def run_video_job(job: VideoJob, stylizer: Stylizer) -> JobResult:
                           duration=job.framing.duration, fps=job.framing.fps)
 
         def open_sinks(info: SourceInfo, destination: str = destination) -> list[Sink]:
-            if is_stream_url(destination):
-                return [StreamSink(destination, job.encoder, info)]
-            return [VideoFileSink(Path(destination), job.encoder, info, overwrite=job.overwrite)]
+            return [output_sink(destination, job.encoder, info, job.overwrite)]
 
         try:
             with _FrameProgress(live=False) as progress:
@@ -141,6 +139,13 @@ def run_video_job(job: VideoJob, stylizer: Stylizer) -> JobResult:
     return result
 
 
+def output_sink(destination: str, encoder: EncoderSettings, info: SourceInfo, overwrite: bool) -> Sink:
+    """A stream for a URL (udp://, rtmp://...), else a video file."""
+    if is_stream_url(destination):
+        return StreamSink(destination, encoder, info)
+    return VideoFileSink(Path(destination), encoder, info, overwrite=overwrite)
+
+
 # --------------------------------------------------------------------------- adain live
 def run_live_job(job: LiveJob, stylizer: Stylizer) -> JobResult:
     """Play a camera, stream or file live through the networks until it ends, q is pressed, --max-frames is
@@ -154,10 +159,8 @@ def run_live_job(job: LiveJob, stylizer: Stylizer) -> JobResult:
     def open_sinks(info: SourceInfo) -> list[Sink]:
         sinks: list[Sink] = []
         try:
-            if job.output is not None and is_stream_url(job.output):
-                sinks.append(StreamSink(job.output, job.encoder, info))
-            elif job.output is not None:
-                sinks.append(VideoFileSink(Path(job.output), job.encoder, info, overwrite=job.overwrite))
+            if job.output is not None:
+                sinks.append(output_sink(job.output, job.encoder, info, job.overwrite))
             if job.virtual_cam:
                 sinks.append(VirtualCamSink(info))
         except BaseException:
