@@ -537,6 +537,7 @@ class CameraSource(ReaderSource):
         capture = cv2.VideoCapture(self._device)
         if capture.isOpened():
             capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*"MJPG"))  # ignored where not offered
+            capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver keeps no backlog of old frames either
             if self.spec.size:
                 capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.spec.size[0])
                 capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.spec.size[1])
