@@ -9,6 +9,7 @@ newest frame, so latency stays bounded when the consumer is slower than the sour
 from __future__ import annotations
 
 import glob
+import itertools
 import logging
 import queue
 import re
@@ -227,13 +228,13 @@ class ReaderSource:
     info: SourceInfo
     report: SourceReport
     _reader: _FrameReader | None = None
+    _paced = True  # played live, a recording is held to its own clock (cameras and streams keep their own pace)
 
     def _start(self, first: Frame, rest: Callable[[threading.Event], Iterator[Frame]], name: str) -> None:
         def produce(stop: threading.Event) -> Iterator[Frame]:
-            yield first
-            yield from rest(stop)
+            frames = itertools.chain([first], rest(stop))
+            yield from _in_real_time(frames, stop) if self.info.live and self._paced else frames
 
-        self.report = getattr(self, "report", SourceReport())
         self._reader = _FrameReader(produce, name=name, latest_only=self.info.live)
 
     def __iter__(self) -> Iterator[Frame]:
@@ -278,7 +279,6 @@ class FileSource(ReaderSource):
     """
 
     _thread_type = "AUTO"  # frame + slice threads: fastest for files; streams use slices only (lower delay)
-    _paced = True  # played live, a file is held to its own clock; a stream arrives at its own pace anyway
 
     def __init__(self, spec: SourceSpec) -> None:
         self.spec = spec
@@ -385,17 +385,10 @@ class FileSource(ReaderSource):
         log.warning("%s: cannot read past this point (%s)", self.spec.target, first_line(exc))
 
     def _rest(self, stop: threading.Event) -> Iterator[Frame]:
-        paced_from = None  # monotonic time of the output's time 0, when played as live
         for decoded in self._decoded:
-            frame = self._to_frame(decoded, time.monotonic())
-            if self.info.live and self._paced:
-                if paced_from is None:
-                    paced_from = time.monotonic() - frame.time
-                due = paced_from + frame.time
-                if stop.wait(max(0.0, due - time.monotonic())):
-                    return
-                frame = replace(frame, captured=due)
-            yield frame
+            if stop.is_set():
+                return
+            yield self._to_frame(decoded, time.monotonic())
         self._check_cut()
 
     def _to_frame(self, decoded: av.VideoFrame, captured: float) -> Frame:
@@ -457,6 +450,19 @@ class StreamSource(FileSource):
             log.warning("%s: the stream broke off (%s)", self.spec.target, first_line(exc))
 
 
+def _in_real_time(frames: Iterator[Frame], stop: threading.Event) -> Iterator[Frame]:
+    """Hand each frame over when it is due by its timestamp, as if it were being captured now; its
+    `captured` time becomes that moment, so latency is measured from when a camera would have seen it."""
+    clock_at_zero = None
+    for frame in frames:
+        if clock_at_zero is None:
+            clock_at_zero = time.monotonic() - frame.time
+        due = clock_at_zero + frame.time
+        if stop.wait(max(0.0, due - time.monotonic())):
+            return
+        yield replace(frame, captured=due)
+
+
 def _open_container(target: str, options: dict[str, str], timeout: tuple[float, float] | None
                     ) -> av.container.InputContainer:
     try:
@@ -514,6 +520,7 @@ class CameraSource(ReaderSource):
     """
 
     RETRY_DELAY_S = 0.5
+    _paced = False
 
     def __init__(self, spec: SourceSpec) -> None:
         self.spec = spec
@@ -584,8 +591,12 @@ class ImageSequenceSource(ReaderSource):
     def __init__(self, spec: SourceSpec) -> None:
         self.spec = spec
         self.report = SourceReport()
-        self._files = image_files(spec.target)
         fps = spec.fps or self.DEFAULT_FPS
+        skip = round(spec.start * fps)
+        self._files = image_files(spec.target)[skip:None if spec.duration is None else
+                                              skip + max(1, round(spec.duration * fps))]
+        if not self._files:
+            raise UserError(f"{spec.target}: --start {spec.start:g} s is past the last image")
         first = read_image(self._files[0]).rgb
         height, width = first.shape[:2]
         self._size = fit_size(width, height, spec.size, spec.scale)

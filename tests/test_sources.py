@@ -144,6 +144,8 @@ def test_image_sequence_in_natural_order(tmp_path):
         frames = list(source)
     assert [f.time for f in frames] == pytest.approx([0.0, 0.1, 0.2])
     assert frames[2].rgb[0, 0, 2] == pattern(10, 40, 30)[0, 0, 2]  # BGR on disk, RGB in memory
+    with open_source(SourceSpec(str(tmp_path), fps=10, start=0.1, duration=0.1)) as source:
+        assert [f.rgb[0, 0, 2] for f in source] == [pattern(2, 40, 30)[0, 0, 2]]  # the part asked for
 
 
 def test_camera_that_cannot_be_opened_is_a_clear_error():
