@@ -17,6 +17,9 @@ from rich.table import Table
 from realtime.engine import DEVICES, PRECISIONS, PRESERVE_COLOR, StyleControls, Stylizer
 from realtime.errors import UserError
 from realtime.image_batch import ImageJob, run_image_job
+from realtime.pipeline import StylePlan
+from realtime.sinks import CODECS, EncoderSettings
+from realtime.video_jobs import Framing, JobResult, LiveJob, VideoJob, run_live_job, run_video_job
 from realtime.ui import console
 from realtime.weights import WeightStore
 
@@ -43,6 +46,41 @@ def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """'640x360' -> (640, 360)."""
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit() or int(width) < 8 or int(height) < 8:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT with sides of at least 8 pixels, got {text!r}")
+    return int(width), int(height)
+
+
+def seconds(text: str) -> float:
+    """'90', '1:30' or '00:01:30.5' -> seconds."""
+    try:
+        value = 0.0
+        for part in text.split(":"):
+            value = value * 60 + float(part)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or [HH:]MM:SS, got {text!r}") from None
+    if value < 0 or text.count(":") > 2:
+        raise argparse.ArgumentTypeError(f"expected seconds or [HH:]MM:SS, got {text!r}")
     return value
 
 
@@ -82,6 +120,64 @@ def add_style_options(parser: argparse.ArgumentParser) -> None:
                             "style (or stays unstylized with one style)")
 
 
+def add_frame_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("frames")
+    size = group.add_mutually_exclusive_group()
+    size.add_argument("--size", type=frame_size, metavar="WxH", help="resize frames to WxH (e.g. 1280x720)")
+    size.add_argument("--scale", type=positive_float, metavar="F", help="resize frames by a factor (e.g. 0.5)")
+    group.add_argument("--fps", type=positive_float, metavar="FPS",
+                       help="frame rate of image sequences (default 25), or the rate asked of a camera")
+    group.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
+    group.add_argument("--style-cycle", type=positive_float, metavar="SECONDS",
+                       help="switch to the next --style every SECONDS (of video time); without a window this is "
+                            "how styles change during a run")
+
+
+def add_encoder_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("encoding")
+    group.add_argument("--codec", choices=tuple(CODECS),
+                       help="video codec (default: vp9 for .webm, h264 otherwise)")
+    group.add_argument("--crf", type=non_negative_int, metavar="Q",
+                       help="constant quality, lower is better (default: h264 23, hevc 28, vp9 32, av1 35)")
+    group.add_argument("--preset", metavar="NAME",
+                       help="encoder speed preset (default: veryfast for h264/hevc, cpu-used 8 for vp9, preset 10 "
+                            "for av1: fast enough to keep up with the networks)")
+    group.add_argument("--pix-fmt", default="yuv420p", metavar="FMT",
+                       help="pixel format (yuv420p plays everywhere; yuv444p keeps full colour and odd sizes)")
+    group.add_argument("--no-audio", action="store_true", help="drop the input's audio (default: copy it)")
+    group.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+
+def add_frames_command(commands: argparse._SubParsersAction, name: str, run: Callable[[argparse.Namespace], int],
+                       help: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand that stylizes frames: style, model, frame and encoder options, then its own."""
+    parser = commands.add_parser(name, help=help, description=description,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_style_options(parser)
+    add_model_options(parser)
+    add_frame_options(parser)
+    add_encoder_options(parser)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def encoder_from(args: argparse.Namespace) -> EncoderSettings:
+    return EncoderSettings(args.codec, args.crf, args.preset, args.pix_fmt, audio=not args.no_audio)
+
+
+def framing_from(args: argparse.Namespace) -> Framing:
+    return Framing(args.size, args.scale, getattr(args, "start", 0.0), getattr(args, "duration", None), args.fps)
+
+
+def plan_from(args: argparse.Namespace, playlist: bool) -> StylePlan:
+    """One look mixing every --style (as `adain image` does), or, as a playlist, one look per --style."""
+    if playlist and args.style_weights is not None and len(args.style) > 1:
+        raise UserError("--style-weights mixes styles, but here each --style is its own look (switched with keys "
+                        "or --style-cycle); mix styles with adain video without --style-cycle")
+    entries = tuple((style,) for style in args.style) if playlist else (tuple(args.style),)
+    return StylePlan(entries, controls_from(args), args.mask, args.style_cycle)
+
+
 def controls_from(args: argparse.Namespace) -> StyleControls:
     return StyleControls(alpha=args.alpha, weights=args.style_weights, preserve_color=args.preserve_color)
 
@@ -102,6 +198,27 @@ def cmd_image(args: argparse.Namespace) -> int:
     if result.seconds:
         console.print(f"{len(result.written)} image(s), {sum(result.seconds) / len(result.seconds):.2f} s per image "
                       "(networks only)", highlight=False)
+    return EXIT_USAGE if result.failed else EXIT_OK
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    job = VideoJob(args.input, plan_from(args, playlist=args.style_cycle is not None), args.output,
+                   framing_from(args), encoder_from(args), args.overwrite, args.max_frames)
+    return exit_code(run_video_job(job, stylizer_from(args)))
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    job = LiveJob(plan_from(args, playlist=True), args.camera, args.input, args.output, not args.no_window,
+                  args.virtual_cam, framing_from(args), encoder_from(args), args.overwrite, args.max_frames,
+                  args.snapshot_dir)
+    return exit_code(run_live_job(job, stylizer_from(args)))
+
+
+def exit_code(result: JobResult) -> int:
+    for source, message in result.failed:
+        report_error(message)
+    if result.interrupted:
+        return EXIT_INTERRUPTED
     return EXIT_USAGE if result.failed else EXIT_OK
 
 
@@ -157,6 +274,40 @@ def build_parser() -> argparse.ArgumentParser:
                             "with a _stylized suffix")
     image.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     image.set_defaults(run=cmd_image)
+
+    video = add_frames_command(
+        commands, "video", run=cmd_video, help="stylize video files, image sequences or streams into video files",
+        description="Stylize videos frame by frame. Frame timestamps are kept (variable frame rate stays "
+                    "variable), rotation metadata is applied, the audio is copied without re-encoding where the "
+                    "output container can hold it, and corrupt or truncated inputs are rendered as far as they "
+                    "decode. Output is written under a temporary name and moved into place when complete; Ctrl-C "
+                    "keeps what was done as NAME.partial.EXT.")
+    video.add_argument("input", nargs="+", metavar="INPUT",
+                       help="video files, URLs, or image sequences (a folder, or a glob such as 'frames/*.png')")
+    video.add_argument("-o", "--output", metavar="OUT",
+                       help="output file (one input), folder (several), or stream URL (udp://, rtmp://, srt://); "
+                            "default: next to each input, with a _stylized suffix")
+    part = video.add_argument_group("part of the input")
+    part.add_argument("--start", type=seconds, default=0.0, metavar="T", help="start T seconds in ([HH:]MM:SS too)")
+    part.add_argument("--duration", type=seconds, metavar="T", help="render at most T seconds")
+
+    live = add_frames_command(
+        commands, "live", run=cmd_live, help="stylize a camera, stream or file live, in a window and/or to an output",
+        description="Live stylization. Each --style is a look to switch between: keys in the window (n/p style, "
+                    "+/- alpha, c colour preservation, b side by side, s snapshot, space pause, f fullscreen, "
+                    "h HUD, q quit) or --style-cycle. When inference is slower than the source, stale frames are "
+                    "dropped so latency stays bounded. --input FILE plays a file in real time, as if it were live.")
+    source = live.add_mutually_exclusive_group()
+    source.add_argument("--camera", metavar="N|DEVICE", help="camera index or device path (default: 0)")
+    source.add_argument("--input", metavar="URL|FILE", help="a network stream (udp://, rtsp://, ...) or a file "
+                                                             "played in real time")
+    outputs = live.add_argument_group("outputs")
+    outputs.add_argument("--output", metavar="FILE|URL", help="also record to a file or send to a stream URL")
+    outputs.add_argument("--no-window", action="store_true", help="no preview window (headless)")
+    outputs.add_argument("--virtual-cam", action="store_true",
+                         help="send to a virtual camera (optional extra 'virtualcam'; v4l2loopback on Linux)")
+    outputs.add_argument("--snapshot-dir", type=Path, default=Path("."), metavar="DIR",
+                         help="where the s key saves PNG snapshots")
 
     weights = commands.add_parser("weights", help="list, verify or fetch weight files",
                                   description="Weight files are looked up in: --encoder-weights/--decoder-weights; "

@@ -7,3 +7,8 @@ prints it without a traceback. Anything else escaping the package is a bug.
 
 class UserError(Exception):
     """A problem with the user's input or environment, reported as one line (exit code 2)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type's name), for one-line reports."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

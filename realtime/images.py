@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
 ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")
@@ -51,9 +51,9 @@ def read_image(path: str | Path) -> LoadedImage:
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image file (or a format Pillow cannot read)") from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
-        raise UserError(f"{path}: cannot decode image ({_first_line(exc)})") from None
+        raise UserError(f"{path}: cannot decode image ({first_line(exc)})") from None
     except Image.DecompressionBombError as exc:
-        raise UserError(f"{path}: image too large ({_first_line(exc)})") from None
+        raise UserError(f"{path}: image too large ({first_line(exc)})") from None
 
 
 def _to_rgb(image: Image.Image) -> LoadedImage:
@@ -145,5 +145,40 @@ def pad_to_multiple(images: torch.Tensor, multiple: int = 8) -> tuple[torch.Tens
     return images, (height, width)
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+def bgr_to_rgb(bgr: np.ndarray) -> np.ndarray:
+    """OpenCV's BGR (H, W, 3) -> RGB, contiguous."""
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def rgb_to_bgr(rgb: np.ndarray) -> np.ndarray:
+    """RGB (H, W, 3) -> OpenCV's BGR, contiguous."""
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+
+def rotate_rgb(rgb: np.ndarray, degrees_ccw: int) -> np.ndarray:
+    """Rotate by a multiple of 90 degrees counterclockwise (a video's display-matrix rotation)."""
+    turns = round(degrees_ccw / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+
+def pad_to_even(rgb: np.ndarray) -> np.ndarray:
+    """Repeat the last row/column where height/width is odd: 4:2:0 and 4:2:2 video needs even sizes."""
+    height, width = rgb.shape[:2]
+    if height % 2 == 0 and width % 2 == 0:
+        return rgb
+    return np.pad(rgb, ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+
+
+def even_size(width: int, height: int) -> tuple[int, int]:
+    """The size `pad_to_even` gives."""
+    return width + width % 2, height + height % 2
+
+
+def fit_size(width: int, height: int, size: tuple[int, int] | None = None, scale: float | None = None) -> tuple[int, int]:
+    """Output size for a frame: an explicit (width, height), or the frame's scaled by `scale`
+    (at least 8 pixels a side, so the networks have something to work on); else unchanged."""
+    if size is not None:
+        return size
+    if scale is not None:
+        return max(8, round(width * scale)), max(8, round(height * scale))
+    return width, height

@@ -1,0 +1,206 @@
+"""`adain live` for real: a file played live, a UDP stream over loopback with inference slower than the source
+(latency measured and bounded), and the window under Xvfb driven with xdotool and checked with screenshots."""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import ImageGrab
+
+import cli
+from clips import moved_toward_style, probe, write_clip
+from realtime.images import read_image, resize_shorter_side
+
+ROOT = Path(__file__).resolve().parent.parent
+BRIGHT, DARK = "hokusai_great_wave.jpg", "turner_shipwreck.jpg"
+
+
+def adain(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cli", *args]
+
+
+ENV = {**os.environ, "COLUMNS": "200", "QT_LOGGING_RULES": "*.debug=false;qt.qpa.*=false"}
+
+
+def test_a_file_played_live_records_in_real_time_with_a_style_cycle(media, tmp_path, capsys):
+    clip = write_clip(tmp_path / "clip.mp4", width=96, height=64, frames=45)  # 1.5 s at 30 fps
+    out = tmp_path / "live.mp4"
+    started = time.monotonic()
+    code = cli.main(["live", "--input", str(clip), "--no-window", "--output", str(out), "--style-cycle", "0.5",
+                     "--style", str(media / "styles" / BRIGHT), "--style", str(media / "styles" / DARK),
+                     "--style-size", "256"])
+    elapsed = time.monotonic() - started
+    err = capsys.readouterr().err
+    assert code == 0 and elapsed > 1.4  # paced like the clip, not as fast as possible
+    match = re.search(r"(\d+) frame\(s\) in, (\d+) out(?:, (\d+) dropped)?", err)
+    frames_in, frames_out, dropped = (int(g or 0) for g in match.groups())
+    assert frames_in == frames_out and frames_out + dropped == 45
+    recorded = probe(out)
+    assert len(recorded.frames) == frames_out and recorded.times[-1] == pytest.approx(44 / 30, abs=0.1)
+    levels = [recorded.frames[i].mean() for i, t in enumerate(recorded.times) if 0.1 < t % 0.5 < 0.4]
+    assert max(levels) - min(levels) > 30  # the bright and the dark look both appear
+
+
+def send_in_real_time(path: Path, url: str, seconds: float) -> threading.Thread:
+    """Stream a clip as MPEG-TS over UDP at its own pace (a keyframe every half second), in a thread."""
+    def send():
+        with av.open(str(path)) as source, av.open(url, "w", format="mpegts") as out:
+            video_in = source.streams.video[0]
+            video = out.add_stream("libx264", rate=video_in.average_rate,
+                                   options={"tune": "zerolatency", "preset": "ultrafast", "g": "12"})
+            video.width, video.height, video.pix_fmt = video_in.width, video_in.height, "yuv420p"
+            start = time.monotonic()
+            for frame in source.decode(video_in):
+                if frame.time >= seconds:
+                    break
+                time.sleep(max(0.0, start + frame.time - time.monotonic()))
+                frame.pict_type = av.video.frame.PictureType.NONE
+                out.mux(video.encode(frame))
+            out.mux(video.encode(None))
+
+    thread = threading.Thread(target=send, name="udp sender")
+    thread.start()
+    return thread
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        return probe_socket.getsockname()[1]
+
+
+def test_udp_stream_with_slower_inference_keeps_latency_bounded(media, tmp_path):
+    url = f"udp://127.0.0.1:{free_udp_port()}"
+    clip = media / "video/bbb_640x360_24fps_aac_stereo.mp4"
+    out = tmp_path / "received.mp4"
+    # vgg at 640x360 is several times slower than the 24 fps stream: most frames must be dropped
+    receiver = subprocess.Popen(adain("live", "--input", url, "--no-window", "--model", "vgg", "--max-frames", "10",
+                                      "--style", str(media / "styles" / DARK), "--output", str(out)),
+                                cwd=ROOT, stderr=subprocess.PIPE, text=True, env=ENV)
+    sender = send_in_real_time(clip, url, seconds=8.0)
+    try:
+        _, err = receiver.communicate(timeout=60)
+    finally:
+        receiver.kill()
+        sender.join()
+    assert receiver.returncode == 0, err
+    frames_in, frames_out, dropped = map(int, re.search(r"(\d+) frame\(s\) in, (\d+) out, (\d+) dropped",
+                                                         err).groups())
+    per_frame_ms = float(re.search(r"networks (\d+) ms/frame", err).group(1))
+    p95_ms = float(re.search(r"p95 (\d+) ms", err).group(1))
+    assert per_frame_ms > 1000 / 24  # inference really is slower than the source
+    assert 3 <= frames_out <= 10 and dropped > frames_out  # stale frames were dropped, not queued
+    # a frame waits at most for the one being stylized, then is stylized itself: two frame times, plus slack;
+    # queueing every frame instead would have put it seconds behind
+    assert p95_ms < 2 * per_frame_ms + 250, err
+    received = probe(out).frames
+    assert len(received) == frames_out and received[0].shape == (360, 640, 3)
+    style = resize_shorter_side(read_image(media / "styles" / DARK).rgb, 512)
+    assert moved_toward_style(probe(clip).frames[:48:8], received, style)
+
+
+# --------------------------------------------------------------------------- the window under Xvfb
+@pytest.fixture()
+def display():
+    missing = [tool for tool in ("Xvfb", "xdotool") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"needs {' and '.join(missing)} (Debian: apt-get install xvfb xdotool)")
+    read_end, write_end = os.pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+                              pass_fds=[write_end], stderr=subprocess.DEVNULL)
+    os.close(write_end)
+    with os.fdopen(read_end) as numbers:
+        name = f":{numbers.readline().strip()}"
+    yield name
+    server.terminate()
+    server.wait(timeout=10)
+
+
+class Screen:
+    """xdotool and screenshots on one X display."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def xdotool(self, *args: str) -> str:
+        return subprocess.run(["xdotool", *args], env={**os.environ, "DISPLAY": self.name}, capture_output=True,
+                              text=True, timeout=30, check=True).stdout
+
+    def window(self, title_pattern: str) -> str:
+        return self.xdotool("search", "--sync", "--name", title_pattern).split()[0]
+
+    def box(self, window: str) -> tuple[int, int, int, int]:
+        geometry = dict(line.split("=") for line in self.xdotool("getwindowgeometry", "--shell", window).split())
+        x, y, width, height = (int(geometry[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))
+        return x, y, x + width, y + height
+
+    def key(self, window: str, key: str, settle_s: float = 1.0) -> None:
+        self.xdotool("key", "--window", window, key)
+        time.sleep(settle_s)
+
+    def shot(self, box: tuple[int, int, int, int]) -> np.ndarray:
+        return np.asarray(ImageGrab.grab(bbox=box, xdisplay=self.name).convert("RGB")).astype(int)
+
+
+def test_window_shows_hud_and_reacts_to_keys(media, tmp_path, display):
+    screen = Screen(display)
+    snapshots = tmp_path / "snaps"
+    snapshots.mkdir()
+    clip = media / "video/bbb_640x360_24fps_aac_stereo.mp4"
+    app = subprocess.Popen(adain("live", "--input", str(clip), "--style", str(media / "styles" / BRIGHT),
+                                 "--style", str(media / "styles" / DARK), "--style-size", "256",
+                                 "--snapshot-dir", str(snapshots)),
+                           cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**ENV, "DISPLAY": display})
+    try:
+        window = screen.window("^adain - ")
+        time.sleep(1.0)
+        screen.key(window, "space")  # pause: the picture holds still from here on
+        box = screen.box(window)  # sized to the frames by now
+        with_hud = screen.shot(box)
+        screen.key(window, "h")
+        without_hud = screen.shot(box)
+        screen.key(window, "n")
+        next_style = screen.shot(box)
+        screen.key(window, "s", settle_s=0.5)
+        screen.key(window, "q", settle_s=0)
+        _, err = app.communicate(timeout=10)
+    finally:
+        app.kill()
+    assert app.returncode == 0, err
+    assert "Traceback" not in err and "frame(s) in" in err
+    # the HUD: a panel of text in the top-left corner, and nothing else changed when it was hidden
+    changed = np.argwhere(np.abs(with_hud - without_hud).max(axis=2) > 40)
+    height, width = with_hud.shape[:2]
+    assert len(changed) > 200
+    assert changed[:, 0].max() < height / 2 and changed[:, 1].max() < width * 0.75
+    # the next style (bright after dark? dark after bright): the whole picture changed, the mean level moved
+    assert np.abs(next_style - without_hud).mean() > 15
+    assert without_hud.mean() - next_style.mean() > 20  # hokusai's bright wave, then turner's dark shipwreck
+    # the snapshot is the picture shown, without HUD, at full resolution, named after the style
+    saved = list(snapshots.glob("adain-turner_shipwreck-*.png"))
+    assert len(saved) == 1
+    snapshot = read_image(saved[0]).rgb
+    assert snapshot.shape == (360, 640, 3) and next_style.shape == snapshot.shape  # the window fits the frame
+    assert np.abs(snapshot.astype(int) - next_style).mean() < 3
+
+
+def test_live_errors_are_one_line_and_exit_2(media, monkeypatch, capsys):
+    style = ["--style", str(media / "styles" / DARK)]
+    assert cli.main(["live", "--camera", "/dev/no-such-camera", "--no-window", *style]) == 2
+    assert "camera /dev/no-such-camera: cannot be opened" in capsys.readouterr().err
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    clip = str(media / "video/tree_handheld_320x240_15fps_noaudio.mp4")
+    assert cli.main(["live", "--input", clip, *style]) == 2
+    assert "no display to open a window on (DISPLAY is not set); use --no-window" in capsys.readouterr().err
+    assert cli.main(["live", "--input", clip, "--no-window", "--virtual-cam", *style]) == 2
+    assert "--virtual-cam" in capsys.readouterr().err

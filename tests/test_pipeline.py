@@ -1,0 +1,123 @@
+"""The loop with real parts: cached style switching, max-frames, signals turning into a finished (partial or final)
+output, and every thread closed even when opening a sink fails."""
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clips import color_stats, probe, write_clip
+from realtime.engine import StyleControls, Stylizer
+from realtime.errors import UserError
+from realtime.images import read_image, resize_shorter_side, write_image
+from realtime.pipeline import Action, RunOptions, StylePlan, LiveControls, run
+from realtime.sinks import EncoderSettings, VideoFileSink
+from realtime.sources import SourceSpec, open_source
+
+BRIGHT, DARK = "hokusai_great_wave.jpg", "turner_shipwreck.jpg"
+
+
+@pytest.fixture(scope="module")
+def stylizer(tmp_path_factory):
+    # its own style cache, so that every style's statistics are computed here (and counted)
+    return Stylizer("cd16x", "cpu", "fp32", style_size=256, cache_dir=tmp_path_factory.mktemp("style-cache"))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return write_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", width=96, height=64, frames=24)
+
+
+def file_sink(path: Path, **kwargs):
+    return lambda info: [VideoFileSink(path, EncoderSettings(**kwargs), info)]
+
+
+def test_style_cycle_switches_looks_with_statistics_computed_once(stylizer, clip, media, tmp_path):
+    encoded = []
+    real_encode = stylizer.bank.encode
+    stylizer.bank.encode = lambda rgb, variant: encoded.append(variant) or real_encode(rgb, variant)
+    styles = [str(media / "styles" / BRIGHT), str(media / "styles" / DARK)]
+    plan = StylePlan(((styles[0],), (styles[1],)), StyleControls(), cycle_seconds=0.2)  # 6 frames per look
+    out = tmp_path / "cycled.mp4"
+    result = run(lambda: open_source(SourceSpec(str(clip))), stylizer, plan, file_sink(out))
+    assert result.frames_out == 24 and encoded == ["rgb", "rgb"]  # two styles, two encodes, however many switches
+    frames = probe(out).frames
+    looks = [color_stats(frames[i:i + 6])[:3].mean() for i in range(0, 24, 6)]
+    style_levels = [color_stats([resize_shorter_side(read_image(s).rgb, 256)])[:3].mean() for s in styles]
+    assert style_levels[0] > style_levels[1] + 50
+    assert looks[0] > looks[1] + 30 and looks[2] > looks[3] + 30  # bright, dark, bright, dark
+
+
+def test_max_frames_ends_the_run_with_a_complete_output_and_audio_as_long(stylizer, media, tmp_path):
+    clip = write_clip(tmp_path / "sound.mp4", frames=30, audio="aac")
+    out = tmp_path / "first.mp4"
+    plan = StylePlan(((str(media / "styles" / BRIGHT),),))
+    result = run(lambda: open_source(SourceSpec(str(clip))), stylizer, plan, file_sink(out),
+                 options=RunOptions(max_frames=5))
+    assert result.frames_out == 5 and result.interrupted is None
+    written = probe(out)
+    assert len(written.frames) == 5
+    assert 5 / 30 <= written.duration < 5 / 30 + 0.05  # the audio stops with the video, not at the clip's end
+
+
+@pytest.mark.parametrize("signum,final_on_stop,name", [(signal.SIGINT, False, "stopped.partial.mp4"),
+                                                        (signal.SIGTERM, True, "stopped.mp4")])
+def test_a_signal_finishes_the_output(stylizer, clip, media, tmp_path, signum, final_on_stop, name):
+    def interrupt_at_frame_3(result, status):
+        if result.frames_out == 3:
+            os.kill(os.getpid(), signum)
+
+    previous = signal.getsignal(signum)
+    plan = StylePlan(((str(media / "styles" / BRIGHT),),))
+    result = run(lambda: open_source(SourceSpec(str(clip))), stylizer, plan, file_sink(tmp_path / "stopped.mp4"),
+                 options=RunOptions(final_on_stop=final_on_stop), on_frame=interrupt_at_frame_3)
+    assert result.interrupted == signal.Signals(signum).name and result.frames_out == 3
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    assert len(probe(tmp_path / name).frames) == 3
+    assert signal.getsignal(signum) is previous  # the handler is put back
+
+
+def test_a_failing_sink_leaves_no_thread_running(stylizer, clip, media, tmp_path):
+    before = set(threading.enumerate())
+    plan = StylePlan(((str(media / "styles" / BRIGHT),),))
+    with pytest.raises(UserError, match="unknown video file type"):
+        run(lambda: open_source(SourceSpec(str(clip))), stylizer, plan, file_sink(tmp_path / "out.avi"))
+    assert set(threading.enumerate()) <= before
+
+
+def test_mask_keeps_the_outside_unstylized(stylizer, clip, media, tmp_path):
+    mask = np.zeros((64, 96), np.uint8)
+    mask[:, 48:] = 255  # right half: stylized; left half: the content
+    mask_path = tmp_path / "mask.png"
+    write_image(mask_path, np.repeat(mask[..., None], 3, axis=2))
+    plan = StylePlan(((str(media / "styles" / DARK),),), mask=mask_path)
+    out = tmp_path / "masked.mp4"
+    run(lambda: open_source(SourceSpec(str(clip))), stylizer, plan, file_sink(out, pix_fmt="yuv444p", crf=10),
+        options=RunOptions(max_frames=3))
+    original, masked = probe(clip).frames[1], probe(out).frames[1]
+    left = np.abs(masked[:, :40].astype(int) - original[:, :40]).mean()
+    right = np.abs(masked[:, 56:].astype(int) - original[:, 56:]).mean()
+    assert right > 2 * left, (left, right)
+
+
+def test_controls_wrap_styles_clamp_alpha_and_cycle_colour_modes():
+    controls = LiveControls(entry=0, alpha=0.95, preserve_color="none")
+    controls.apply(Action.PREVIOUS_STYLE, entries=3)
+    assert controls.entry == 2
+    controls.apply(Action.NEXT_STYLE, entries=3)
+    assert controls.entry == 0
+    controls.apply(Action.ALPHA_UP, entries=3)
+    assert controls.alpha == 1.0
+    for _ in range(12):
+        controls.apply(Action.ALPHA_DOWN, entries=3)
+    assert controls.alpha == 0.0
+    modes = []
+    for _ in range(3):
+        controls.apply(Action.CYCLE_COLOR, entries=3)
+        modes.append(controls.preserve_color)
+    assert modes == ["histogram", "luminance", "none"]
+    controls.apply(Action.PAUSE, entries=3)
+    assert controls.paused
