@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from . import adain as A
 from .errors import UserError
-from .fastpath import CudaGraphRunner, FramePath, compile_frame_path, fold_colour_conv
+from .fastpath import CudaGraphRunner, FramePath, compile_module, fold_colour_conv
 from .images import frames_to_tensor, pad_to_multiple, tensor_to_frames
 from .models import build_network
 from .precision import safe_half_precision
@@ -194,7 +194,7 @@ class Stylizer:
     def _build_frames_path(self, compile: bool, cuda_graphs: bool):
         """The plain per-frame path: eager or compiled, replayed as CUDA graphs on a GPU."""
         path = FramePath(self.encoder, self.decoder, self.dtype)
-        run = compile_frame_path(path, self.device) if compile else path
+        run = compile_module(path, self.device) if compile else path
         if self.device.type == "cuda" and cuda_graphs:
             run = CudaGraphRunner(run)
         return run
@@ -304,11 +304,13 @@ class Stylizer:
     def _widest_full_res_channels(self) -> int:
         return self.encoder._modules[self.encoder.stages[0][0]].out_channels
 
-    def _encode(self, padded: torch.Tensor) -> torch.Tensor:
+    def encode(self, padded: torch.Tensor) -> torch.Tensor:
+        """Content features of (N, 3, H, W) images in [0, 1] (H, W multiples of 8), tiled where needed."""
         cells = self._tile_cells(*padded.shape[-2:])
         return encode_tiled(self.encoder, padded, cells) if cells else self.encoder(padded)
 
-    def _decode(self, t: torch.Tensor) -> torch.Tensor:
+    def decode(self, t: torch.Tensor) -> torch.Tensor:
+        """Decoder output (unclamped) of features, tiled where the full-size frame would need it."""
         cells = self._tile_cells(t.shape[-2] * STRIDE, t.shape[-1] * STRIDE)
         return decode_tiled(self.decoder, t, cells).to(t.dtype) if cells else self.decoder(t)
 
@@ -327,13 +329,13 @@ class Stylizer:
         controls = prepared.controls
         content = A.luminance_image(x) if controls.preserve_color == "luminance" else x
         padded, (height, width) = pad_to_multiple(content)
-        feats = self._encode(padded.contiguous(memory_format=torch.channels_last))
+        feats = self.encode(padded.contiguous(memory_format=torch.channels_last))
         stats = self._histogram_stats(x, prepared) if controls.preserve_color == "histogram" else None
         if prepared.mask is not None:
             t = A.masked_adain(feats, self._regions(prepared, stats, padded.shape[-2:]), controls.alpha)
         else:
             t = A.adain(feats, stats[0] if stats else prepared.mixed, controls.alpha)
-        out = self._decode(t)[..., :height, :width].clamp(0, 1)
+        out = self.decode(t)[..., :height, :width].clamp(0, 1)
         if controls.preserve_color == "luminance":
             out = A.combine_luminance(out.float(), x.float()).to(x.dtype)
         return out

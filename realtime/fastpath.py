@@ -63,16 +63,17 @@ class FramePath(nn.Module):
         return tensor_to_frames(self.decoder(t)[..., :height, :width].clamp(0, 1))
 
 
-def compile_frame_path(path: FramePath, device: torch.device) -> Callable[..., torch.Tensor]:
-    """torch.compile the frame path for one fixed shape per frame size.
+def compile_module(module: nn.Module, device: torch.device) -> Callable[..., torch.Tensor]:
+    """torch.compile a module (the frame path, or a network alone), specialised to each input shape.
 
     CPU: inductor with freezing, which turns the weights into constants so conv+ReLU become single
     oneDNN calls on pre-packed weights (it must be on while each shape compiles, so every call runs
-    under it). CUDA: max-autotune kernels without inductor's own CUDA graphs (CudaGraphRunner does that).
+    under it). CUDA: max-autotune kernels without inductor's own CUDA graphs (CudaGraphRunner does
+    that; UNMEASURED here, no GPU).
     """
     if device.type == "cuda":
-        return torch.compile(path, mode="max-autotune-no-cudagraphs", dynamic=False)
-    compiled = torch.compile(path, dynamic=False)
+        return torch.compile(module, mode="max-autotune-no-cudagraphs", dynamic=False)
+    compiled = torch.compile(module, dynamic=False)
 
     def run_frozen(*args: torch.Tensor) -> torch.Tensor:
         with torch._inductor.config.patch(freezing=True):
