@@ -46,6 +46,8 @@ def read_image(path: str | Path) -> LoadedImage:
             image.load()
             image = ImageOps.exif_transpose(image)
             return _to_rgb(image)
+    except PermissionError:
+        raise UserError(f"{path}: cannot read the file (permission denied)") from None
     except UnidentifiedImageError:
         raise UserError(f"{path}: not an image file (or a format Pillow cannot read)") from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data

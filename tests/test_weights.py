@@ -127,3 +127,25 @@ def test_mirror_comes_before_the_cache(tmp_path, weights_dir):
 def test_unknown_model_suggests_the_closest_name():
     with pytest.raises(UserError, match="did you mean 'cd16x'"):
         Registry.load().model("cd16")
+
+
+def test_weights_commands_list_verify_and_fetch(tmp_path, server, weights_dir, monkeypatch, capsys):
+    import cli
+
+    assert cli.main(["weights", "verify"]) == 0
+    assert "MISMATCH" not in capsys.readouterr().err
+    mirror = tmp_path / "mirror"
+    shutil.copytree(weights_dir / "cd16x", mirror / "cd16x")
+    data = bytearray((mirror / NAME).read_bytes())
+    data[500] ^= 1
+    (mirror / NAME).write_bytes(bytes(data))
+    monkeypatch.setenv("REALTIME_ADAIN_WEIGHTS", str(mirror))
+    assert cli.main(["weights", "verify"]) == 2  # one corrupt file, and the vgg files are missing
+    err = capsys.readouterr().err
+    assert "MISMATCH" in err and "not found" in err
+    monkeypatch.delenv("REALTIME_ADAIN_WEIGHTS")
+    monkeypatch.setenv("REALTIME_ADAIN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("REALTIME_ADAIN_WEIGHTS_URL", server)
+    assert cli.main(["weights", "fetch", "cd16x"]) == 0
+    assert (tmp_path / "cache" / "weights" / NAME).read_bytes() == (weights_dir / NAME).read_bytes()
+    assert cli.main(["weights", "fetch", "nonsense"]) == 2
