@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from realtime.bench import report
@@ -177,8 +178,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         console.print(f"{record.model} {record.size} {record.precision} {record.mode}: {record.fps:.2f} fps, "
                       f"p50 {record.latency_ms_p50:.1f} ms, {record.pct_of_roofline:.0f}% of roofline", highlight=False)
 
-    from realtime.bench.end_to_end import measure_end_to_end  # TEMP: needs the video pipeline (branch video)
-    records = run_bench(settings, show, end_to_end=measure_end_to_end if "end_to_end" in settings.modes else None)
+    end_to_end = None
+    if "end_to_end" in settings.modes:  # TEMP until the video pipeline (branch video) is merged
+        from realtime.bench.end_to_end import measure_end_to_end as end_to_end
+    records = run_bench(settings, show, end_to_end=end_to_end)
     console.print(report.rich_table(records))
     if args.json:
         report.write_json(args.json, records)
@@ -268,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def report_error(message: str) -> None:
     """One unwrapped line on stderr, whatever the terminal width, so it can be read and grepped."""
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def configure_logging(verbose: int, quiet: bool) -> None:
