@@ -243,15 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "loop peer projects use (fp32, NCHW, style re-encoded per frame) and the end-to-end video "
                     "pipeline, in the same run. Every figure is also given as achieved GFLOP/s against a dense "
                     "2048x2048 matmul timed alongside (the machine's roofline). Stop other CPU work first.")
-    bench.add_argument("--models", type=word_list, default=("vgg", "cd16x"), metavar="M,...", help="models")
-    bench.add_argument("--sizes", type=size_list, default=tuple(NAMED_SIZES.values()), metavar="S,...",
-                       help=f"frame sizes: {', '.join(NAMED_SIZES)} or WIDTHxHEIGHT "
-                            "(default: all of 256,512,720p,1080p,4k)")
-    bench.add_argument("--precision", type=word_list, default=("auto",), metavar="P,...",
+    bench.add_argument("--models", type=word_list, default="vgg,cd16x", metavar="M,...", help="models")
+    bench.add_argument("--sizes", type=size_list, default=",".join(NAMED_SIZES), metavar="S,...",
+                       help=f"frame sizes: {', '.join(NAMED_SIZES)} or WIDTHxHEIGHT")
+    bench.add_argument("--precision", type=word_list, default="auto", metavar="P,...",
                        help=f"auto or any of {', '.join(PRECISIONS)}")
-    bench.add_argument("--device", type=word_list, default=("auto",), metavar="D,...",
+    bench.add_argument("--device", type=word_list, default="auto", metavar="D,...",
                        help=f"any of {', '.join(DEVICES)}")
-    bench.add_argument("--modes", type=word_list, default=MODES, metavar="M,...",
+    bench.add_argument("--modes", type=word_list, default=",".join(MODES), metavar="M,...",
                        help="model (networks only), end_to_end (decode + stylize + encode a clip), baseline")
     bench.add_argument("--iters", type=positive_int, default=30, metavar="N", help="timed frames per measurement")
     bench.add_argument("--warmup", type=non_negative_int, default=3, metavar="N", help="untimed frames first")

@@ -147,12 +147,15 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_frames(run_frame: Callable[[], object], device: torch.device, settings: BenchSettings) -> Timing:
-    """Warm up, then time single frames until `iters` or `max_seconds`; peak memory covers both."""
+    """Warm up (`warmup` frames, fewer once they take half of `max_seconds`), then time single frames
+    until `iters` or `max_seconds`; peak memory covers both."""
     with PeakMemory(device) as memory:
         start = time.perf_counter()
         for _ in range(settings.warmup):
             run_frame()
-        synchronize(device)
+            synchronize(device)
+            if time.perf_counter() - start > settings.max_seconds / 2:
+                break
         warmup_s = time.perf_counter() - start
         latencies: list[float] = []
         began = time.perf_counter()
