@@ -38,8 +38,9 @@ def cpu_jiffies() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def wait_until_idle(threshold: float = 0.07, window_s: float = 2.0, timeout_s: float = 600.0) -> float:
-    """Wait until the machine's busy share over `window_s` is below `threshold`; returns that share."""
+def wait_until_idle(threshold: float = 0.07, window_s: float = 2.0, timeout_s: float = 180.0) -> float:
+    """Wait (at most `timeout_s`) until the busy share of all CPUs over `window_s` is below `threshold`;
+    returns the last share seen (a chunk that starts busy is caught by its foreign-load check)."""
     deadline = time.monotonic() + timeout_s
     while True:
         busy0, total0 = cpu_jiffies()
