@@ -270,8 +270,9 @@ class Stylizer:
     def _plain(self, prepared: PreparedStyle, height: int, width: int) -> bool:
         """Frames that the fast path can take: no per-frame style work, no tiling, no rescaling."""
         controls = prepared.controls
+        padded = (height + -height % STRIDE, width + -width % STRIDE)  # tiling is decided on the padded size
         return (controls.mask is None and controls.preserve_color == "none" and not self.content_size
-                and self._tile_cells(height, width) is None)
+                and self._tile_cells(*padded) is None)
 
     def _alpha(self, prepared: PreparedStyle) -> torch.Tensor:
         """alpha as a device tensor (made once per value), so changing it recompiles nothing."""

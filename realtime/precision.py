@@ -114,9 +114,11 @@ class _PeakRecorder:
             handle.remove()
 
 
-def safe_half_precision(encoder: nn.Module, decoder: nn.Module, device: torch.device) -> torch.dtype:
-    """fp16 where the probe finds it safe, else bf16 where the device computes it, else fp32."""
-    result = fp16_probe(encoder, decoder, device)
+def safe_half_precision(encoder: nn.Module, decoder: nn.Module, device: torch.device,
+                        sizes: tuple[tuple[int, int], ...] = PROBE_SIZES) -> torch.dtype:
+    """fp16 where the probe finds it safe at these frame sizes, else bf16 where the device computes it,
+    else fp32."""
+    result = fp16_probe(encoder, decoder, device, sizes)
     if result.safe:
         return torch.float16
     fallback = torch.bfloat16 if _has_bf16(device) else torch.float32

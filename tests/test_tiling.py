@@ -10,6 +10,8 @@ from realtime.images import read_image, resize_to
 from realtime.tiling import (BLEND_BAND, DECODER_MARGIN, ENCODER_MARGIN, MIN_TILE, STRIDE, auto_tile_size,
                              decode_tiled, encode_tiled, seam_weights, tile_spans)
 
+from metrics import psnr
+
 CASES = [(length, tile, margin) for length in (1, 2, 7, 16, 45, 100) for tile in (1, 3, 16, 64) for margin in (0, 2, 5)]
 
 
@@ -56,13 +58,13 @@ def style(media):
 @pytest.mark.parametrize("arch", ["cd16x", "vgg"])
 def test_tiled_networks_equal_untiled_in_fp32(arch, street, style):
     stylizer = Stylizer(arch, "cpu", "fp32", tile=0)
-    x = torch.from_numpy(street).permute(2, 0, 1)[None].float().div(255)[..., :256, :384]
+    x = torch.from_numpy(street).permute(2, 0, 1)[None].float().div(255)[..., :192, :256]
     with torch.inference_mode():
         feats = stylizer.encoder(x)
-        tiled_feats = encode_tiled(stylizer.encoder, x, tile=12)
+        tiled_feats = encode_tiled(stylizer.encoder, x, tile=10)
         assert (tiled_feats - feats).abs().max() <= 1e-4 * feats.abs().max()
         out = stylizer.decoder(feats)
-        tiled_out = decode_tiled(stylizer.decoder, feats, tile=12)
+        tiled_out = decode_tiled(stylizer.decoder, feats, tile=10)
         assert (tiled_out - out).abs().max() <= 1e-4 * out.abs().max()
 
 
@@ -86,8 +88,7 @@ def test_tiled_stylization_matches_untiled_without_seams(street, style):
     tiled = Stylizer("cd16x", "cpu", "bf16", tile=128)
     reference = whole.stylize(street, style).astype(np.float64)
     out = tiled.stylize(street, style)
-    psnr = 10 * np.log10(255.0 ** 2 / max(np.mean((out - reference) ** 2), 1e-12))
-    assert psnr >= 40, psnr
+    assert psnr(out, reference) >= 40
     columns = [STRIDE * span.core_start for span in tile_spans(512 // STRIDE, 128 // STRIDE, 0)[1:]]
     rows = [STRIDE * span.core_start for span in tile_spans(384 // STRIDE, 128 // STRIDE, 0)[1:]]
     assert columns == [128, 256, 384] and rows == [128, 256]
