@@ -61,10 +61,10 @@ def test_tiled_networks_equal_untiled_in_fp32(arch, street, style):
     x = torch.from_numpy(street).permute(2, 0, 1)[None].float().div(255)[..., :192, :256]
     with torch.inference_mode():
         feats = stylizer.encoder(x)
-        tiled_feats = encode_tiled(stylizer.encoder, x, tile=10)
+        tiled_feats = encode_tiled(stylizer.encoder, x, tile=12)
         assert (tiled_feats - feats).abs().max() <= 1e-4 * feats.abs().max()
         out = stylizer.decoder(feats)
-        tiled_out = decode_tiled(stylizer.decoder, feats, tile=10)
+        tiled_out = decode_tiled(stylizer.decoder, feats, tile=12)
         assert (tiled_out - out).abs().max() <= 1e-4 * out.abs().max()
 
 
