@@ -169,7 +169,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     settings = BenchSettings(models=args.models, sizes=args.sizes, precisions=args.precision, devices=args.device,
                              modes=args.modes, compile=args.compile, iters=args.iters, warmup=args.warmup,
                              max_seconds=args.max_seconds, threads=args.threads, tile=args.tile, style=args.style,
-                             stages=not args.no_stages)
+                             stages=not args.no_stages, encoder_preset=args.encoder_preset)
     report.check_outputs((args.json, args.markdown, args.plot), args.overwrite)
     if args.plot:
         report.require_matplotlib()
@@ -259,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_speed_options(bench)
     bench.add_argument("--style", type=Path, metavar="STYLE", help="style image (default: a synthetic one; "
                                                                    "timing does not depend on it)")
+    bench.add_argument("--encoder-preset", metavar="PRESET",
+                       help="encoder speed preset for end_to_end (e.g. ultrafast; default: adain video's)")
     bench.add_argument("--no-stages", action="store_true", help="skip the per-stage breakdown")
     bench.add_argument("--json", type=Path, metavar="FILE", help="write the records as JSON")
     bench.add_argument("--markdown", type=Path, metavar="FILE", help="write markdown tables")

@@ -85,6 +85,7 @@ def main() -> int:
     parser.add_argument("--fp32-sizes", default="", help="sizes where fp32 rows are added to --precision")
     parser.add_argument("--modes", default="baseline,model,end_to_end")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--encoder-preset", help="passed to adain bench (end_to_end encoder speed)")
     parser.add_argument("--max-foreign", type=float, default=0.05, help="foreign load (cores) that voids a chunk")
     parser.add_argument("--retries", type=int, default=3)
     parser.add_argument("--pause-pid-file", type=Path, help="SIGSTOP this process during each chunk")
@@ -97,6 +98,7 @@ def main() -> int:
             precision = args.precision + (",fp32" if size in args.fp32_sizes.split(",") else "")
             chunk = ["--models", model, "--sizes", size, "--precision", precision, "--modes", args.modes]
             chunk += ["--compile"] if args.compile else []
+            chunk += ["--encoder-preset", args.encoder_preset] if args.encoder_preset else []
             best: tuple[float, list[dict]] | None = None
             for attempt in range(1, args.retries + 1):
                 found, elapsed, foreign = run_chunk(chunk, pause_pid)

@@ -48,7 +48,8 @@ def frame_count(path: Path) -> int:
 def measure_end_to_end(stylizer: Stylizer, style_rgb: np.ndarray, height: int, width: int,
                        settings: BenchSettings, model_fps: float | None = None) -> Timing:
     """Render a clip of `settings.clip_frames` frames (fewer when the model is slow: about
-    `settings.max_seconds` of work) with the pipeline and default encoder settings of `adain video`.
+    `settings.max_seconds` of work) with the pipeline and the encoder settings of `adain video`
+    (its default preset unless `settings.encoder_preset`).
 
     fps = frames out / wall time of the run; latency = capture to encoded-queue, per frame.
     """
@@ -60,7 +61,7 @@ def measure_end_to_end(stylizer: Stylizer, style_rgb: np.ndarray, height: int, w
         output = Path(folder) / "stylized.mp4"
         stylizer.warm_up(height, width, stylizer.prepare(style_rgb))
         plan = StylePlan(entries=((style_rgb,),))
-        encoder = EncoderSettings(audio=False)
+        encoder = EncoderSettings(preset=settings.encoder_preset, audio=False)
         with PeakMemory(stylizer.device) as memory:
             result = run(lambda: open_source(SourceSpec(str(clip))), stylizer, plan,
                          lambda info: [VideoFileSink(output, encoder, info)], options=RunOptions())

@@ -78,6 +78,7 @@ class BenchSettings:
     style: Path | None = None
     stages: bool = True
     clip_frames: int = 60
+    encoder_preset: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [mode for mode in self.modes if mode not in MODES]
