@@ -85,6 +85,6 @@ def _decode_and_encode_alone(clip: Path, stylized: Path, encoder: EncoderSetting
     with VideoFileSink(stylized.with_name("encode-only.mp4"), encoder, info) as sink:
         for frame in decoded:
             sink.write(frame, frame.rgb)
-        sink.finish()
+        sink.finish(source_ended=True)
     encode_ms = 1000 * (time.perf_counter() - start) / len(decoded)
     return {"decode": decode_ms, "encode": encode_ms}
