@@ -182,7 +182,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if "end_to_end" in settings.modes:  # TEMP until the video pipeline (branch video) is merged
         from realtime.bench.end_to_end import measure_end_to_end as end_to_end
     records = run_bench(settings, show, end_to_end=end_to_end)
-    console.print(report.rich_table(records))
+    console.print(report.rich_table(records), width=max(console.width, 150))  # 13 columns: never squeezed
     if args.json:
         report.write_json(args.json, records)
     if args.markdown:
