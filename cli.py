@@ -12,8 +12,12 @@ from pathlib import Path
 from typing import Callable
 
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
+from realtime.bench import report
+from realtime.bench.end_to_end import measure_end_to_end
+from realtime.bench.runner import MODES, NAMED_SIZES, BenchRecord, BenchSettings, parse_size, run_bench
 from realtime.engine import DEVICES, PRECISIONS, PRESERVE_COLOR, StyleControls, Stylizer
 from realtime.errors import UserError
 from realtime.image_batch import ImageJob, run_image_job
@@ -82,6 +86,18 @@ def seconds(text: str) -> float:
     if value < 0 or text.count(":") > 2:
         raise argparse.ArgumentTypeError(f"expected seconds or [HH:]MM:SS, got {text!r}")
     return value
+def word_list(text: str) -> tuple[str, ...]:
+    words = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not words:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return words
+
+
+def size_list(text: str) -> tuple[tuple[int, int], ...]:
+    try:
+        return tuple(parse_size(part) for part in word_list(text))
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- shared option groups
@@ -101,6 +117,18 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--content-size", type=non_negative_int, default=0, metavar="N",
                        help="run the networks with the content's shorter side at N pixels, then scale the result "
                             "back to the input size (0, default: full resolution)")
+    add_speed_options(group)
+
+
+def add_speed_options(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--compile", action="store_true",
+                       help="torch.compile the per-frame path (faster frames; the first frame of each size "
+                            "compiles, tens of seconds on a CPU)")
+    group.add_argument("--tile", type=non_negative_int, default=None, metavar="PX",
+                       help="process frames in overlapping tiles of PX pixels (default: only where a frame "
+                            "would not fit in memory; 0: never)")
+    group.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                       help="CPU threads for the networks (default: one per physical core, or $OMP_NUM_THREADS)")
 
 
 def add_style_options(parser: argparse.ArgumentParser) -> None:
@@ -185,7 +213,8 @@ def controls_from(args: argparse.Namespace) -> StyleControls:
 def stylizer_from(args: argparse.Namespace) -> Stylizer:
     return Stylizer(args.model, args.device, args.precision, style_size=args.style_size,
                     content_size=args.content_size, encoder_weights=args.encoder_weights,
-                    decoder_weights=args.decoder_weights)
+                    decoder_weights=args.decoder_weights, compile=args.compile, tile=args.tile,
+                    threads=args.threads)
 
 
 # --------------------------------------------------------------------------- commands
@@ -243,6 +272,30 @@ def cmd_weights(args: argparse.Namespace) -> int:
             table.add_row(model.name, name, str(found.path), found.origin, status)
     console.print(table)
     return EXIT_USAGE if bad and args.action == "verify" else EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    settings = BenchSettings(models=args.models, sizes=args.sizes, precisions=args.precision, devices=args.device,
+                             modes=args.modes, compile=args.compile, iters=args.iters, warmup=args.warmup,
+                             max_seconds=args.max_seconds, threads=args.threads, tile=args.tile, style=args.style,
+                             stages=not args.no_stages, encoder_preset=args.encoder_preset)
+    report.check_outputs((args.json, args.markdown, args.plot), args.overwrite)
+    if args.plot:
+        report.require_matplotlib()
+
+    def show(record: BenchRecord) -> None:
+        console.print(f"{record.model} {record.size} {record.precision} {record.mode}: {record.fps:.2f} fps, "
+                      f"p50 {record.latency_ms_p50:.1f} ms, {record.pct_of_roofline:.0f}% of roofline", highlight=False)
+
+    records = run_bench(settings, show, end_to_end=measure_end_to_end)
+    console.print(report.rich_table(records), width=max(console.width, 150))  # 13 columns: never squeezed
+    if args.json:
+        report.write_json(args.json, records)
+    if args.markdown:
+        report.write_markdown(args.markdown, records)
+    if args.plot:
+        report.write_plot(args.plot, records)
+    return EXIT_OK
 
 
 def _files_of(store: WeightStore, name: str) -> list[str]:
@@ -322,12 +375,44 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("name", help="model name (vgg, cd16x), file name (cd16x/encoder_relu41.pth) or 'all'")
     fetch.add_argument("--force", action="store_true", help="download even if an intact copy is cached")
     weights.set_defaults(run=cmd_weights)
+
+    bench = commands.add_parser(
+        "bench", help="measure frames per second per model, size, precision and device",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Measure model-only fps (median and p95 latency, stage breakdown, peak memory), the naive "
+                    "loop peer projects use (fp32, NCHW, style re-encoded per frame) and the end-to-end video "
+                    "pipeline, in the same run. Every figure is also given as achieved GFLOP/s against a dense "
+                    "2048x2048 matmul timed alongside (the machine's roofline). Stop other CPU work first.")
+    bench.add_argument("--models", type=word_list, default="vgg,cd16x", metavar="M,...", help="models")
+    bench.add_argument("--sizes", type=size_list, default=",".join(NAMED_SIZES), metavar="S,...",
+                       help=f"frame sizes: {', '.join(NAMED_SIZES)} or WIDTHxHEIGHT")
+    bench.add_argument("--precision", type=word_list, default="auto", metavar="P,...",
+                       help=f"auto or any of {', '.join(PRECISIONS)}")
+    bench.add_argument("--device", type=word_list, default="auto", metavar="D,...",
+                       help=f"any of {', '.join(DEVICES)}")
+    bench.add_argument("--modes", type=word_list, default=",".join(MODES), metavar="M,...",
+                       help="model (networks only), end_to_end (decode + stylize + encode a clip), baseline")
+    bench.add_argument("--iters", type=positive_int, default=30, metavar="N", help="timed frames per measurement")
+    bench.add_argument("--warmup", type=non_negative_int, default=3, metavar="N", help="untimed frames first")
+    bench.add_argument("--max-seconds", type=float, default=10.0, metavar="S",
+                       help="stop a measurement after S seconds (at least 3 frames)")
+    add_speed_options(bench)
+    bench.add_argument("--style", type=Path, metavar="STYLE", help="style image (default: a synthetic one; "
+                                                                   "timing does not depend on it)")
+    bench.add_argument("--encoder-preset", metavar="PRESET",
+                       help="encoder speed preset for end_to_end (e.g. ultrafast; default: adain video's)")
+    bench.add_argument("--no-stages", action="store_true", help="skip the per-stage breakdown")
+    bench.add_argument("--json", type=Path, metavar="FILE", help="write the records as JSON")
+    bench.add_argument("--markdown", type=Path, metavar="FILE", help="write markdown tables")
+    bench.add_argument("--plot", type=Path, metavar="FILE", help="plot fps against frame size (needs the plot extra)")
+    bench.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    bench.set_defaults(run=cmd_bench)
     return parser
 
 
 def report_error(message: str) -> None:
     """One unwrapped line on stderr, whatever the terminal width, so it can be read and grepped."""
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def configure_logging(verbose: int, quiet: bool) -> None:

@@ -7,7 +7,6 @@ converted back to uint8 on the device before it is downloaded.
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +18,14 @@ import torch.nn.functional as F
 
 from . import adain as A
 from .errors import UserError
+from .fastpath import CudaGraphRunner, FramePath, compile_module, fold_colour_conv
 from .images import frames_to_tensor, pad_to_multiple, tensor_to_frames
 from .models import build_network
+from .precision import safe_half_precision
+from .runtime import (available_memory, configure_cpu_threads, configure_cuda, download, reuse_freed_host_memory,
+                      upload)
 from .styles import StyleBank, StyleImage, StyleSource, style_name
+from .tiling import MIN_TILE, STRIDE, auto_tile_size, decode_tiled, encode_tiled
 from .weights import WeightStore, sha256_of, user_cache_dir
 
 log = logging.getLogger(__name__)
@@ -30,6 +34,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PRESERVE_COLOR = ("none", "histogram", "luminance")
 _COLOR_DRIFT = 0.02  # content colour moments may drift this much before a histogram-matched style is redone
+_ACTIVATION_COPIES = 4  # full-resolution activations alive at once in a conv layer (input, padded, output, ReLU)
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -127,6 +132,11 @@ class Stylizer:
 
     >>> stylizer = Stylizer(model="cd16x", device="auto")
     >>> out = stylizer.stylize(frame_rgb, "starry_night.jpg", StyleControls(alpha=0.8))
+
+    Speed options: `compile=True` runs the per-frame path through torch.compile (once per frame
+    size; tens of seconds on a CPU); `tile` is the tile side in pixels for large frames (None: tile
+    only where the frame would not fit in memory, 0: never); `threads` sets the CPU thread count
+    (default: one per physical core); `cuda_graphs` replays fixed-size frames as CUDA graphs.
     """
 
     def __init__(
@@ -141,6 +151,10 @@ class Stylizer:
         decoder_weights: str | Path | None = None,
         cache_dir: str | Path | None = None,
         store: WeightStore | None = None,
+        compile: bool = False,
+        tile: int | None = None,
+        threads: int | None = None,
+        cuda_graphs: bool = True,
     ) -> None:
         store = store or WeightStore()
         entry = store.registry.model(model)
@@ -148,14 +162,29 @@ class Stylizer:
         decoder_path = Path(decoder_weights) if decoder_weights else store.resolve(entry.decoder)
         self.info = ModelInfo(model, entry.architecture, encoder_path, decoder_path)
         self.device = select_device(device)
-        self.dtype = select_precision(precision, self.device)
+        if tile is not None and tile != 0 and tile < MIN_TILE:
+            raise UserError(f"tile size must be 0 (off) or at least {MIN_TILE} pixels, got {tile}")
+        self.tile = tile
+        self._tile_memo: dict[tuple[int, int], int | None] = {}
+        self.threads = None
+        if self.device.type == "cpu":
+            self.threads = configure_cpu_threads(threads)
+            reuse_freed_host_memory()
+        if self.device.type == "cuda":
+            configure_cuda()
         self.content_size = content_size
         encoder = build_network("encoder", entry.architecture, encoder_path)
         decoder = build_network("decoder", entry.architecture, decoder_path)
+        self.dtype = select_precision(precision, self.device)
+        if precision == "auto" and self.dtype == torch.float16:
+            self.dtype = safe_half_precision(encoder, decoder, self.device)
         # Style statistics are computed once per style, in fp32, so the cache is precision-independent.
         self._style_encoder = encoder.to(self.device)
-        self.encoder = self._convert(copy.deepcopy(encoder))
+        self.encoder = self._convert(fold_colour_conv(encoder))
         self.decoder = self._convert(decoder)
+        self.compiled = compile
+        self._frames_path = self._build_frames_path(compile, cuda_graphs)
+        self._alphas: dict[float, torch.Tensor] = {}
         encoder_id = store.registry.file(entry.encoder).sha256 if not encoder_weights else sha256_of(encoder_path)
         cache = Path(cache_dir) if cache_dir is not None else user_cache_dir()
         self.bank = StyleBank(self._encode_style, encoder_id[:16], style_size, cache)
@@ -165,6 +194,14 @@ class Stylizer:
     def _convert(self, network: torch.nn.Module) -> torch.nn.Module:
         """Weights converted once: device, dtype and channels_last memory layout."""
         return network.to(self.device, self.dtype, memory_format=torch.channels_last)
+
+    def _build_frames_path(self, compile: bool, cuda_graphs: bool):
+        """The plain per-frame path: eager or compiled, replayed as CUDA graphs on a GPU."""
+        path = FramePath(self.encoder, self.decoder, self.dtype)
+        run = compile_module(path, self.device) if compile else path
+        if self.device.type == "cuda" and cuda_graphs:
+            run = CudaGraphRunner(run)
+        return run
 
     # ------------------------------------------------------------------ styles
     @torch.inference_mode()
@@ -211,7 +248,7 @@ class Stylizer:
         prepared = styles if isinstance(styles, PreparedStyle) else self.prepare(styles, controls)
         if isinstance(frame, np.ndarray):
             _check_frame(frame)
-            return self.stylize_uint8(torch.from_numpy(_writable(frame)), prepared)[0].cpu().numpy()
+            return download(self.stylize_uint8(torch.from_numpy(_writable(frame)), prepared)[0]).numpy()
         if isinstance(frame, torch.Tensor) and frame.dtype == torch.uint8:
             out = self.stylize_uint8(frame, prepared)
             return (out[0] if frame.dim() == 3 else out).to(frame.device)
@@ -224,8 +261,63 @@ class Stylizer:
     @torch.inference_mode()
     def stylize_uint8(self, frames: torch.Tensor, prepared: PreparedStyle) -> torch.Tensor:
         """(N, H, W, 3) or (H, W, 3) uint8 RGB -> (N, H, W, 3) uint8 RGB on the device."""
-        x = frames_to_tensor(frames.to(self.device, non_blocking=True), self.dtype)
-        return tensor_to_frames(self.stylize_images(x, prepared))
+        frames = upload(frames, self.device)
+        batch = frames.unsqueeze(0) if frames.dim() == 3 else frames
+        if self._plain(prepared, *batch.shape[1:3]):
+            return self._frames_path(batch, prepared.mixed.mean, prepared.mixed.std, self._alpha(prepared))
+        return tensor_to_frames(self.stylize_images(frames_to_tensor(batch, self.dtype), prepared))
+
+    def _plain(self, prepared: PreparedStyle, height: int, width: int) -> bool:
+        """Frames that the fast path can take: no per-frame style work, no tiling, no rescaling."""
+        controls = prepared.controls
+        padded = (height + -height % STRIDE, width + -width % STRIDE)  # tiling is decided on the padded size
+        return (controls.mask is None and controls.preserve_color == "none" and not self.content_size
+                and self._tile_cells(*padded) is None)
+
+    def _alpha(self, prepared: PreparedStyle) -> torch.Tensor:
+        """alpha as a device tensor (made once per value), so changing it recompiles nothing."""
+        alpha = prepared.controls.alpha
+        if alpha not in self._alphas:
+            self._alphas[alpha] = torch.tensor(alpha, dtype=torch.float32, device=self.device)
+        return self._alphas[alpha]
+
+    def warm_up(self, height: int, width: int, prepared: PreparedStyle, frames: int = 3) -> None:
+        """Run a few frames of this size so that compilation, cuDNN autotuning and CUDA-graph capture
+        happen before the first real frame."""
+        blank = torch.zeros(height, width, 3, dtype=torch.uint8)
+        for _ in range(frames):
+            self.stylize_uint8(blank, prepared)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # ------------------------------------------------------------------ tiling
+    def _tile_cells(self, height: int, width: int) -> int | None:
+        """Tile side in feature cells for a frame of this size, or None to run it whole (decided once per size)."""
+        if self.tile == 0:
+            return None
+        if (height, width) not in self._tile_memo:
+            side = self.tile
+            if side is None:
+                bytes_per_pixel = _ACTIVATION_COPIES * self._widest_full_res_channels() * self.dtype.itemsize
+                side = auto_tile_size(height, width, bytes_per_pixel, available_memory(self.device))
+                if side is not None:
+                    log.info("%dx%d frames are processed in tiles of %d px to fit in memory", width, height, side)
+            fits = side is None or (height <= side and width <= side)
+            self._tile_memo[(height, width)] = None if fits else side // STRIDE
+        return self._tile_memo[(height, width)]
+
+    def _widest_full_res_channels(self) -> int:
+        return self.encoder._modules[self.encoder.stages[0][0]].out_channels
+
+    def encode(self, padded: torch.Tensor) -> torch.Tensor:
+        """Content features of (N, 3, H, W) images in [0, 1] (H, W multiples of 8), tiled where needed."""
+        cells = self._tile_cells(*padded.shape[-2:])
+        return encode_tiled(self.encoder, padded, cells) if cells else self.encoder(padded)
+
+    def decode(self, t: torch.Tensor) -> torch.Tensor:
+        """Decoder output (unclamped) of features, tiled where the full-size frame would need it."""
+        cells = self._tile_cells(t.shape[-2] * STRIDE, t.shape[-1] * STRIDE)
+        return decode_tiled(self.decoder, t, cells).to(t.dtype) if cells else self.decoder(t)
 
     def stylize_images(self, x: torch.Tensor, prepared: PreparedStyle) -> torch.Tensor:
         """(N, 3, H, W) float in [0, 1] on the device -> stylized, same size, clamped to [0, 1]."""
@@ -242,13 +334,13 @@ class Stylizer:
         controls = prepared.controls
         content = A.luminance_image(x) if controls.preserve_color == "luminance" else x
         padded, (height, width) = pad_to_multiple(content)
-        feats = self.encoder(padded.contiguous(memory_format=torch.channels_last))
+        feats = self.encode(padded.contiguous(memory_format=torch.channels_last))
         stats = self._histogram_stats(x, prepared) if controls.preserve_color == "histogram" else None
         if prepared.mask is not None:
             t = A.masked_adain(feats, self._regions(prepared, stats, padded.shape[-2:]), controls.alpha)
         else:
             t = A.adain(feats, stats[0] if stats else prepared.mixed, controls.alpha)
-        out = self.decoder(t)[..., :height, :width].clamp(0, 1)
+        out = self.decode(t)[..., :height, :width].clamp(0, 1)
         if controls.preserve_color == "luminance":
             out = A.combine_luminance(out.float(), x.float()).to(x.dtype)
         return out

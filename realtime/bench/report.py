@@ -1,0 +1,126 @@
+"""Benchmark records as JSON, a rich table on screen, markdown tables and a plot of fps against frame size."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from rich.table import Table
+
+from ..errors import UserError
+from .runner import BenchRecord
+
+COLUMNS = (("model", "model"), ("size", "size"), ("device", "device"), ("precision", "precision"), ("mode", "mode"),
+           ("fps", "fps"), ("latency_ms_p50", "p50 ms"), ("latency_ms_p95", "p95 ms"),
+           ("gflop_per_frame", "GFLOP/frame"), ("achieved_gflops", "GFLOP/s"), ("pct_of_roofline", "% roofline"),
+           ("speedup_vs_baseline", "x baseline"), ("peak_mem_mb", "peak MB"))
+STAGES = ("upload", "to_float", "encoder", "adain", "decoder", "to_uint8", "download", "decode", "stylize", "encode")
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def rows(records: Sequence[BenchRecord]) -> list[list[str]]:
+    return [[_cell(getattr(record, key)) for key, _ in COLUMNS] for record in records]
+
+
+def stage_rows(records: Sequence[BenchRecord]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of per-stage milliseconds, for the records that have a breakdown."""
+    with_stages = [r for r in records if r.stages_ms]
+    present = [stage for stage in STAGES if any(stage in r.stages_ms for r in with_stages)]
+    header = ["model", "size", "precision", "mode", *present]
+    body = [[r.model, r.size, r.precision, r.mode, *(_cell(r.stages_ms.get(stage)) for stage in present)]
+            for r in with_stages]
+    return header, body
+
+
+def rich_table(records: Sequence[BenchRecord]) -> Table:
+    table = Table(*(title for _, title in COLUMNS), title="adain bench")
+    for row in rows(records):
+        table.add_row(*row)
+    return table
+
+
+def markdown(records: Sequence[BenchRecord]) -> str:
+    """A results table, then the stage breakdown (ms per frame)."""
+    lines = [_markdown_table([title for _, title in COLUMNS], rows(records))]
+    header, body = stage_rows(records)
+    if body:
+        lines += ["", "Stage breakdown (median ms per frame, each stage timed on its own):", "",
+                  _markdown_table(header, body)]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_table(header: list[str], body: list[list[str]]) -> str:
+    numeric = [all(_is_number(row[i]) for row in body) for i in range(len(header))] if body else []
+    out = ["| " + " | ".join(header) + " |",
+           "| " + " | ".join("---:" if is_num else "---" for is_num in numeric) + " |"]
+    out += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(out)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return text == "-"
+
+
+def check_outputs(paths: Sequence[Path | None], overwrite: bool) -> None:
+    """Refuse before any measuring starts: an existing output without --overwrite, or a missing folder."""
+    for path in paths:
+        if path is None:
+            continue
+        if path.exists() and not overwrite:
+            raise UserError(f"{path}: output exists; pass --overwrite to replace it")
+        if not path.parent.is_dir():
+            raise UserError(f"{path.parent}: output folder does not exist")
+
+
+def write_json(path: Path, records: Sequence[BenchRecord]) -> None:
+    path.write_text(json.dumps([record.to_json() for record in records], indent=2) + "\n")
+
+
+def write_markdown(path: Path, records: Sequence[BenchRecord]) -> None:
+    path.write_text(markdown(records))
+
+
+def require_matplotlib() -> None:
+    """--plot needs the optional extra; say so before the run rather than after it."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UserError("--plot needs matplotlib: pip install 'realtime-adain[plot]'") from None
+
+
+def write_plot(path: Path, records: Sequence[BenchRecord]) -> None:
+    """fps against megapixels per frame, one line per model x precision x mode (log-log axes)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 5))
+    series: dict[str, list[tuple[float, float]]] = {}
+    for record in records:
+        width, height = (int(v) for v in record.size.split("x"))
+        label = f"{record.model} {record.precision} {record.mode} ({record.device})"
+        series.setdefault(label, []).append((width * height / 1e6, record.fps))
+    for label, points in series.items():
+        points.sort()
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("megapixels per frame")
+    axes.set_ylabel("frames per second")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

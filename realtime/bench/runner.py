@@ -1,0 +1,332 @@
+"""The measurements: for each device x model x frame size x precision, model-only fps with latency
+percentiles, a stage breakdown and peak memory; the naive baseline and the end-to-end pipeline in the
+same run; every figure also as achieved GFLOP/s against the dense-matmul roofline measured alongside."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import re
+import statistics
+import time
+from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .. import adain as A
+from ..engine import PRECISIONS, PreparedStyle, Stylizer, select_device
+from ..errors import UserError
+from ..fastpath import compile_module
+from ..images import frames_to_tensor, pad_to_multiple, read_image, resize_to, tensor_to_frames
+from ..models import build_network
+from ..runtime import configure_cpu_threads, download, upload
+from ..weights import WeightStore
+from .baseline import NaiveLoop
+from .machine import PeakMemory, environment, matmul_gflops
+
+log = logging.getLogger(__name__)
+
+NAMED_SIZES = {"256": (256, 256), "512": (512, 512), "720p": (720, 1280), "1080p": (1080, 1920),
+               "4k": (2160, 3840)}
+"""Size words for --sizes, as (height, width); WxH and a single number (a square) work too."""
+
+MODES = ("model", "end_to_end", "baseline")
+MIN_ITERATIONS = 3
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'720p', '4k', '512' (square) or 'WIDTHxHEIGHT' -> (height, width)."""
+    word = text.strip().lower()
+    if word in NAMED_SIZES:
+        return NAMED_SIZES[word]
+    if match := re.fullmatch(r"(\d+)x(\d+)", word):
+        width, height = int(match[1]), int(match[2])
+    elif word.isdigit():
+        width = height = int(word)
+    else:
+        raise UserError(f"unknown frame size {text!r}; use {', '.join(NAMED_SIZES)} or WIDTHxHEIGHT")
+    if min(width, height) < 16:
+        raise UserError(f"frame size {text!r} is too small; use at least 16x16")
+    return height, width
+
+
+def size_label(height: int, width: int) -> str:
+    return f"{width}x{height}"
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """What to measure and how long. Each measurement runs `iters` timed frames after `warmup` frames,
+    stopping early after `max_seconds` (but never below three frames)."""
+
+    models: tuple[str, ...] = ("vgg", "cd16x")
+    sizes: tuple[tuple[int, int], ...] = tuple(NAMED_SIZES.values())
+    precisions: tuple[str, ...] = ("auto",)
+    devices: tuple[str, ...] = ("auto",)
+    modes: tuple[str, ...] = MODES
+    compile: bool = False
+    iters: int = 30
+    warmup: int = 3
+    max_seconds: float = 10.0
+    threads: int | None = None
+    tile: int | None = None
+    style: Path | None = None
+    stages: bool = True
+    clip_frames: int = 60
+    encoder_preset: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [mode for mode in self.modes if mode not in MODES]
+        if unknown:
+            raise UserError(f"unknown bench mode {unknown[0]!r}; choose from {', '.join(MODES)}")
+        for precision in self.precisions:
+            if precision != "auto" and precision not in PRECISIONS:
+                raise UserError(f"unknown precision {precision!r}; choose one of auto, {', '.join(PRECISIONS)}")
+        if self.iters < 1 or self.warmup < 0 or self.max_seconds <= 0:
+            raise UserError("--iters must be >= 1, --warmup >= 0 and --max-seconds > 0")
+
+
+@dataclass
+class BenchRecord:
+    """One measured configuration; `to_json` gives the documented JSON schema."""
+
+    model: str
+    size: str
+    device: str
+    precision: str
+    mode: str
+    fps: float
+    latency_ms_p50: float
+    latency_ms_p95: float
+    peak_mem_mb: float
+    gflop_per_frame: float
+    achieved_gflops: float
+    roofline_gflops: float
+    pct_of_roofline: float
+    speedup_vs_baseline: float | None
+    compiled: bool
+    frames: int
+    warmup_s: float
+    stages_ms: dict[str, float] = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What one measurement found: throughput, latency percentiles, frames timed, warm-up, peak memory."""
+
+    fps: float
+    p50_ms: float
+    p95_ms: float
+    frames: int
+    warmup_s: float
+    peak_mem_mb: float
+    stages_ms: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of_frames(cls, latencies_s: list[float], warmup_s: float, peak_mem_mb: float) -> "Timing":
+        """From per-frame latencies of frames run one after another (fps = 1 / mean latency)."""
+        ms = np.asarray(latencies_s) * 1000
+        return cls(1000 / float(ms.mean()), float(np.percentile(ms, 50)), float(np.percentile(ms, 95)),
+                   len(ms), warmup_s, peak_mem_mb)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued device work, so a wall-clock reading covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def time_frames(run_frame: Callable[[], object], device: torch.device, settings: BenchSettings) -> Timing:
+    """Warm up (`warmup` frames; past two, fewer once they take half of `max_seconds`: the first compiles,
+    the second captures a CUDA graph), then time single frames until `iters` or `max_seconds`; peak
+    memory covers both."""
+    with PeakMemory(device) as memory:
+        start = time.perf_counter()
+        for index in range(settings.warmup):
+            run_frame()
+            synchronize(device)
+            if index >= 1 and time.perf_counter() - start > settings.max_seconds / 2:
+                break
+        warmup_s = time.perf_counter() - start
+        latencies: list[float] = []
+        began = time.perf_counter()
+        while len(latencies) < settings.iters:
+            tic = time.perf_counter()
+            run_frame()
+            synchronize(device)
+            latencies.append(time.perf_counter() - tic)
+            if len(latencies) >= MIN_ITERATIONS and time.perf_counter() - began > settings.max_seconds:
+                break
+    return Timing.of_frames(latencies, warmup_s, memory.peak_mb)
+
+
+@lru_cache(maxsize=None)
+def frame_gflop(architecture: str, height: int, width: int) -> float:
+    """GFLOP per frame of the model's encoder and decoder at this size (padded to multiples of 8 as the
+    engine does), counted by torch.utils.flop_counter on the reference networks (meta tensors, no work)."""
+    padded = (height + -height % 8, width + -width % 8)
+    encoder = build_network("encoder", architecture).to("meta")
+    decoder = build_network("decoder", architecture).to("meta")
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        decoder(encoder(torch.empty(1, 3, *padded, device="meta")))
+    return counter.get_total_flops() / 1e9
+
+
+def synthetic_frame(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A deterministic RGB frame with photo-like structure (smooth shapes plus grain): timing does not
+    depend on content, but fp16/bf16 arithmetic on degenerate (constant) frames could."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (max(2, height // 32), max(2, width // 32), 3), dtype=np.uint8)
+    smooth = resize_to(coarse, width, height).astype(np.int16)
+    grain = rng.integers(-12, 13, (height, width, 3), dtype=np.int16)
+    return np.clip(smooth + grain, 0, 255).astype(np.uint8)
+
+
+def style_image(settings: BenchSettings) -> np.ndarray:
+    return read_image(settings.style).rgb if settings.style else synthetic_frame(512, 512, seed=1)
+
+
+EndToEnd = Callable[[Stylizer, np.ndarray, int, int, BenchSettings, float | None], Timing]
+"""(stylizer, style RGB, height, width, settings, model-only fps if known) -> Timing of the whole pipeline."""
+
+
+def run_bench(settings: BenchSettings, on_record: Callable[[BenchRecord], None] = lambda _: None,
+              end_to_end: EndToEnd | None = None) -> list[BenchRecord]:
+    """Measure every configuration; `on_record` sees each record as soon as it exists.
+
+    `end_to_end` measures decode + stylize + encode through the video pipeline; without it the
+    end_to_end mode is skipped.
+    """
+    records: list[BenchRecord] = []
+    store = WeightStore()
+    style_rgb = style_image(settings)
+    for device_name in settings.devices:
+        device = select_device(device_name)
+        if device.type == "cpu":
+            configure_cpu_threads(settings.threads)
+        env = environment(device)
+        log.info("benchmarking on %s (%s), %d threads", device, env["gpu"] or env["cpu"], env["threads"])
+        for model in settings.models:
+            architecture = store.registry.model(model).architecture
+            stylizers: dict[str, tuple[Stylizer, PreparedStyle]] = {}
+            for height, width in settings.sizes:
+                cell = _Cell(model, architecture, height, width, device, env, settings)
+                if "baseline" in settings.modes:
+                    cell.add(records, on_record, _measure_baseline(cell, style_rgb, store))
+                for precision in settings.precisions:
+                    if precision not in stylizers:
+                        stylizer = Stylizer(model, str(device), precision, compile=settings.compile,
+                                            tile=settings.tile, threads=settings.threads, store=store)
+                        stylizers[precision] = (stylizer, stylizer.prepare(style_rgb))
+                    stylizer, prepared = stylizers[precision]
+                    model_fps = None
+                    if "model" in settings.modes:
+                        record = _measure_model(cell, stylizer, prepared)
+                        model_fps = record.fps
+                        cell.add(records, on_record, record)
+                    if "end_to_end" in settings.modes and end_to_end is not None:
+                        timing = end_to_end(stylizer, style_rgb, height, width, settings, model_fps)
+                        cell.add(records, on_record, cell.record("end_to_end", _precision_name(stylizer.dtype),
+                                                                 timing, stylizer.compiled))
+            del stylizers
+            gc.collect()
+    return records
+
+
+@dataclass
+class _Cell:
+    """One model at one size on one device: shared FLOP count, roofline and baseline speed."""
+
+    model: str
+    architecture: str
+    height: int
+    width: int
+    device: torch.device
+    env: dict
+    settings: BenchSettings
+    baseline_fps: float | None = None
+    rooflines: dict[torch.dtype, float] = field(default_factory=dict)
+
+    def roofline(self, dtype: torch.dtype) -> float:
+        """Matmul GFLOP/s in this dtype, measured next to this cell's frames (the machine drifts)."""
+        if dtype not in self.rooflines:
+            self.rooflines[dtype] = matmul_gflops(self.device, dtype)
+        return self.rooflines[dtype]
+
+    def record(self, mode: str, precision: str, timing: Timing, compiled: bool) -> BenchRecord:
+        gflop = frame_gflop(self.architecture, self.height, self.width)
+        roofline = self.roofline(PRECISIONS[precision])
+        speedup = timing.fps / self.baseline_fps if self.baseline_fps and mode != "baseline" else None
+        return BenchRecord(
+            model=self.model, size=size_label(self.height, self.width), device=str(self.device),
+            precision=precision, mode=mode, fps=round(timing.fps, 3), latency_ms_p50=round(timing.p50_ms, 3),
+            latency_ms_p95=round(timing.p95_ms, 3), peak_mem_mb=round(timing.peak_mem_mb, 1),
+            gflop_per_frame=round(gflop, 3), achieved_gflops=round(gflop * timing.fps, 1),
+            roofline_gflops=round(roofline, 1), pct_of_roofline=round(100 * gflop * timing.fps / roofline, 1),
+            speedup_vs_baseline=round(speedup, 2) if speedup else None, compiled=compiled,
+            frames=timing.frames, warmup_s=round(timing.warmup_s, 2), stages_ms=timing.stages_ms,
+            environment={**self.env, "threads": torch.get_num_threads()})
+
+    def add(self, records: list[BenchRecord], on_record: Callable[[BenchRecord], None], record: BenchRecord) -> None:
+        if record.mode == "baseline":
+            self.baseline_fps = record.fps
+        records.append(record)
+        on_record(record)
+
+
+def _precision_name(dtype: torch.dtype) -> str:
+    return next(name for name, value in PRECISIONS.items() if value == dtype)
+
+
+def _measure_baseline(cell: _Cell, style_rgb: np.ndarray, store: WeightStore) -> BenchRecord:
+    loop = NaiveLoop(cell.model, cell.device, resize_to(style_rgb, cell.width, cell.height), store)
+    frame = synthetic_frame(cell.height, cell.width)
+    timing = time_frames(lambda: loop.stylize(frame), cell.device, cell.settings)
+    return cell.record("baseline", "fp32", timing, compiled=False)
+
+
+def _measure_model(cell: _Cell, stylizer: Stylizer, prepared: PreparedStyle) -> BenchRecord:
+    """Model-only: a uint8 frame already on the device in, a uint8 frame on the device out
+    (conversions, AdaIN and both networks; transfers appear in the stage breakdown)."""
+    frame_host = torch.from_numpy(synthetic_frame(cell.height, cell.width))
+    frame = upload(frame_host, cell.device)
+    timing = time_frames(lambda: stylizer.stylize_uint8(frame, prepared), cell.device, cell.settings)
+    if cell.settings.stages:
+        timing = replace(timing, stages_ms=_stage_breakdown(stylizer, prepared, frame_host, cell.settings))
+    return cell.record("model", _precision_name(stylizer.dtype), timing, stylizer.compiled)
+
+
+@torch.inference_mode()
+def _stage_breakdown(stylizer: Stylizer, prepared: PreparedStyle, frame_host: torch.Tensor,
+                     settings: BenchSettings) -> dict[str, float]:
+    """Median ms of each stage run on its own (upload, uint8 -> float, encoder, AdaIN, decoder,
+    float -> uint8, download). With --compile the networks are compiled on their own here, so the
+    stages' sum exceeds the fused whole a little."""
+    device = stylizer.device
+    encoder = compile_module(stylizer.encoder, device) if stylizer.compiled else stylizer.encode
+    decoder = compile_module(stylizer.decoder, device) if stylizer.compiled else stylizer.decode
+    alpha = torch.tensor(prepared.controls.alpha, device=device)
+    frame = upload(frame_host, device)
+    x, _ = pad_to_multiple(frames_to_tensor(frame, stylizer.dtype))
+    feats = encoder(x)
+    t = A.adain(feats, prepared.mixed, alpha)
+    out = decoder(t)
+    out_frames = tensor_to_frames(out)
+    stages = {"upload": lambda: upload(frame_host, device),
+              "to_float": lambda: pad_to_multiple(frames_to_tensor(frame, stylizer.dtype)),
+              "encoder": lambda: encoder(x), "adain": lambda: A.adain(feats, prepared.mixed, alpha),
+              "decoder": lambda: decoder(t), "to_uint8": lambda: tensor_to_frames(out),
+              "download": lambda: download(out_frames)}
+    quick = BenchSettings(iters=5, warmup=1, max_seconds=max(1.0, settings.max_seconds / 4))
+    return {name: round(time_frames(run, device, quick).p50_ms, 3) for name, run in stages.items()}

@@ -1,0 +1,133 @@
+"""Is fp16 safe for a network pair? A probe of every convolution's activations at 1080p and 4K.
+
+fp16 stops at 65504. The encoders see mean-subtracted BGR in [0, 255] and the decoders undo
+feature statistics that a style can scale up, so large activations are possible; where a layer
+comes near the limit, `precision auto` falls back to bf16 (same range as fp32) or fp32.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from . import adain as A
+from .tiling import decode_tiled, encode_tiled
+
+log = logging.getLogger(__name__)
+
+FP16_MAX = float(torch.finfo(torch.float16).max)
+HEADROOM = 8.0
+"""A layer is unsafe once its largest activation on the probe exceeds FP16_MAX / HEADROOM: real
+frames and styles may drive activations several times beyond a synthetic probe's."""
+
+STYLE_GAIN = 2.0
+"""The probe's style has this many times the frame's own feature spread: a strong style."""
+
+PROBE_SIZES = ((1080, 1920), (2160, 3840))
+"""The frame sizes checked: 1080p and 4K, where most real-time use happens."""
+
+PROBE_TILE = 64
+"""Feature cells per probe tile (512 px): keeps the 4K probe within a small GPU's memory."""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The largest |activation| of the probe, the layer where it occurred, and whether fp16 is safe."""
+
+    peak: float
+    layer: str
+    size: tuple[int, int]
+
+    @property
+    def safe(self) -> bool:
+        return math.isfinite(self.peak) and self.peak <= FP16_MAX / HEADROOM
+
+
+def probe_frame(height: int, width: int, device: torch.device, seed: int = 0) -> torch.Tensor:
+    """A synthetic worst case for activation range (1, 3, H, W) in [0, 1]: saturated colour blocks,
+    hard edges and full-range noise, which drive early convolutions hardest."""
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.rand(1, 3, height, width, generator=generator)
+    rows = torch.arange(height)[:, None] // max(1, height // 8)
+    cols = torch.arange(width)[None, :] // max(1, width // 8)
+    blocks = torch.stack([(rows + cols) % 2, (rows // 2 + cols) % 2, (rows + cols // 2) % 2]).float()[None]
+    stripes = (torch.arange(width) % 2).float().expand(1, 3, height, width)
+    choice = torch.randint(0, 3, (1, 1, height, width), generator=generator)
+    frame = torch.where(choice == 0, noise, torch.where(choice == 1, blocks, stripes))
+    return frame.to(device)
+
+
+def fp16_probe(encoder: nn.Module, decoder: nn.Module, device: torch.device,
+               sizes: tuple[tuple[int, int], ...] = PROBE_SIZES, tile: int = PROBE_TILE) -> ProbeResult:
+    """Run fp16 copies of the networks on probe frames of each size (AdaIN to the probe's own statistics
+    with the spread scaled by STYLE_GAIN) and report the largest activation of any convolution."""
+    encoder16 = copy.deepcopy(encoder).to(device, torch.float16, memory_format=torch.channels_last)
+    decoder16 = copy.deepcopy(decoder).to(device, torch.float16, memory_format=torch.channels_last)
+    worst = ProbeResult(0.0, "", (0, 0))
+    for size in sizes:
+        peaks: dict[str, float] = {}
+        with _PeakRecorder(encoder16, "encoder", peaks), _PeakRecorder(decoder16, "decoder", peaks), \
+                torch.inference_mode():
+            frame = probe_frame(*size, device).to(torch.float16).contiguous(memory_format=torch.channels_last)
+            feats = encode_tiled(encoder16, frame, tile)
+            probe_stats = A.channel_stats(feats)
+            style = A.StyleStats(probe_stats.mean, probe_stats.std * STYLE_GAIN)
+            decode_tiled(decoder16, A.adain(feats, style), tile)
+        layer, peak = max(peaks.items(), key=lambda item: _order(item[1]))
+        if _order(peak) > _order(worst.peak):
+            worst = ProbeResult(peak, layer, size)
+    log.debug("fp16 probe: largest activation %.0f in %s at %dx%d", worst.peak, worst.layer, *worst.size[::-1])
+    return worst
+
+
+def _order(value: float) -> float:
+    """Sort NaN above everything: a NaN activation is the worst outcome."""
+    return math.inf if math.isnan(value) else value
+
+
+class _PeakRecorder:
+    """Context manager: forward hooks on every conv of `network` that keep each layer's largest |output|
+    (NaN where a layer produced NaN)."""
+
+    def __init__(self, network: nn.Module, prefix: str, peaks: dict[str, float]) -> None:
+        self.handles = [module.register_forward_hook(self._hook(f"{prefix}.{name}", peaks))
+                        for name, module in network.named_modules() if isinstance(module, nn.Conv2d)]
+
+    @staticmethod
+    def _hook(name: str, peaks: dict[str, float]) -> Callable:
+        def keep_peak(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            peak = float(output.abs().amax())  # amax propagates NaN and inf
+            peaks[name] = max(peaks.get(name, 0.0), peak, key=_order)
+        return keep_peak
+
+    def __enter__(self) -> "_PeakRecorder":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def safe_half_precision(encoder: nn.Module, decoder: nn.Module, device: torch.device,
+                        sizes: tuple[tuple[int, int], ...] = PROBE_SIZES) -> torch.dtype:
+    """fp16 where the probe finds it safe at these frame sizes, else bf16 where the device computes it,
+    else fp32."""
+    result = fp16_probe(encoder, decoder, device, sizes)
+    if result.safe:
+        return torch.float16
+    fallback = torch.bfloat16 if _has_bf16(device) else torch.float32
+    log.warning("fp16 is unsafe for this model (activation %.3g in %s at %dx%d); using %s", result.peak,
+                result.layer, result.size[1], result.size[0], str(fallback).removeprefix("torch."))
+    return fallback
+
+
+def _has_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu"

@@ -1,0 +1,97 @@
+"""`adain bench` end to end at a tiny size: JSON that follows the schema, a markdown table, the plot extra;
+and the pieces the figures rest on (sizes, FLOP counts). Speed itself is measured by benchmarks/, not here."""
+
+import json
+import sys
+
+import pytest
+
+import cli
+from realtime.bench.runner import frame_gflop, parse_size
+from realtime.errors import UserError
+
+REQUIRED = {"model": str, "size": str, "device": str, "precision": str, "mode": str, "fps": float,
+            "latency_ms_p50": float, "latency_ms_p95": float, "peak_mem_mb": float, "gflop_per_frame": float,
+            "achieved_gflops": float, "roofline_gflops": float, "pct_of_roofline": float}
+TINY = ["bench", "--models", "cd16x", "--sizes", "64x48", "--iters", "3", "--warmup", "1", "--max-seconds", "1"]
+
+
+def check_schema(records: list) -> None:
+    assert isinstance(records, list) and records
+    for record in records:
+        for key, kind in REQUIRED.items():
+            assert isinstance(record[key], kind), (key, record[key])
+        assert record["mode"] in ("model", "end_to_end", "baseline")
+        assert record["fps"] > 0 and record["latency_ms_p50"] <= record["latency_ms_p95"]
+        assert record["peak_mem_mb"] > 0 and record["gflop_per_frame"] > 0
+        expected_pct = 100 * record["gflop_per_frame"] * record["fps"] / record["roofline_gflops"]
+        assert record["pct_of_roofline"] == pytest.approx(expected_pct, rel=0.02, abs=0.1)
+        assert record["environment"]["torch"] and record["environment"]["threads"] >= 1
+
+
+def test_bench_writes_json_and_markdown(tmp_path):
+    json_path, markdown_path = tmp_path / "bench.json", tmp_path / "bench.md"
+    code = cli.main([*TINY, "--modes", "baseline,model", "--precision", "fp32,bf16", "--json", str(json_path),
+                     "--markdown", str(markdown_path)])
+    assert code == 0
+    records = json.loads(json_path.read_text())
+    check_schema(records)
+    assert [(r["mode"], r["precision"]) for r in records] == [("baseline", "fp32"), ("model", "fp32"),
+                                                              ("model", "bf16")]
+    assert all(r["size"] == "64x48" and r["model"] == "cd16x" and r["device"] == "cpu" for r in records)
+    model = records[1]
+    assert model["speedup_vs_baseline"] == pytest.approx(model["fps"] / records[0]["fps"], rel=0.02)
+    assert {"upload", "encoder", "adain", "decoder", "download"} <= set(model["stages_ms"])
+    table = markdown_path.read_text().splitlines()
+    assert table[0].startswith("| model | size | device | precision | mode | fps |")
+    assert sum(line.startswith("| cd16x | 64x48 |") for line in table) == 3 + 2  # results + stage rows
+
+
+def test_bench_end_to_end_through_the_video_pipeline(tmp_path):
+    json_path = tmp_path / "e2e.json"
+    assert cli.main([*TINY, "--modes", "model,end_to_end", "--json", str(json_path)]) == 0
+    records = json.loads(json_path.read_text())
+    check_schema(records)
+    end_to_end = records[-1]
+    assert end_to_end["mode"] == "end_to_end" and end_to_end["frames"] >= 10
+    assert {"decode", "stylize", "encode"} <= set(end_to_end["stages_ms"])
+
+
+def test_bench_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    plot = tmp_path / "fps.png"
+    assert cli.main([*TINY, "--modes", "model", "--no-stages", "--plot", str(plot)]) == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_plot_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert cli.main([*TINY, "--plot", str(tmp_path / "fps.png")]) == 2
+    assert "realtime-adain[plot]" in capsys.readouterr().err
+
+
+def test_bench_refuses_to_overwrite_and_bad_arguments(tmp_path, capsys):
+    existing = tmp_path / "bench.json"
+    existing.write_text("[]")
+    assert cli.main([*TINY, "--json", str(existing)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and existing.read_text() == "[]"
+    assert cli.main([*TINY, "--modes", "everything"]) == 2
+    assert cli.main([*TINY, "--precision", "int8"]) == 2
+    with pytest.raises(SystemExit):
+        cli.main([*TINY[:3], "--sizes", "huge"])
+
+
+def test_size_words():
+    assert parse_size("720p") == (720, 1280) and parse_size("4K") == (2160, 3840)
+    assert parse_size("256") == (256, 256) and parse_size("640x360") == (360, 640)
+    for bad in ("8x8", "wide", "12x"):
+        with pytest.raises(UserError):
+            parse_size(bad)
+
+
+def test_flop_counts_match_the_weight_readme():
+    """../shared/weights/README.md: 31.6 GMAC (vgg) and 2.0 GMAC (cd16x) per 256x256 frame, x2 for FLOPs."""
+    assert frame_gflop("vgg", 256, 256) == pytest.approx(2 * 31.6, rel=0.01)
+    assert frame_gflop("cd16x", 256, 256) == pytest.approx(2 * 2.0, rel=0.03)
+    assert frame_gflop("cd16x", 512, 512) == pytest.approx(4 * frame_gflop("cd16x", 256, 256), rel=0.001)
+    assert frame_gflop("cd16x", 1080, 1920) == pytest.approx(frame_gflop("cd16x", 1080, 1920), rel=0)

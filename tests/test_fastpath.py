@@ -1,0 +1,124 @@
+"""The per-frame fast path: the colour-conv fold is exact, the fast path equals the general one, the fused
+CPU conv+ReLU equals the plain one, torch.compile agrees, and the runtime helpers behave. CUDA graph and
+pinned-transfer tests are marked gpu (skipped without one)."""
+
+import numpy as np
+import pytest
+import torch
+
+from realtime import runtime
+from realtime.engine import StyleControls, Stylizer
+from realtime.fastpath import fold_colour_conv
+from realtime.images import frames_to_tensor, read_image, resize_to, tensor_to_frames
+from realtime.models import build_network
+from realtime.weights import WeightStore
+
+from metrics import psnr
+
+
+@pytest.fixture(scope="module")
+def cup(media):
+    return resize_to(read_image(media / "content" / "indoor_coffee_cup_600x400.png").rgb, 200, 136)
+
+
+@pytest.fixture(scope="module")
+def style(media):
+    return media / "styles" / "munch_the_scream.jpg"
+
+
+@pytest.mark.parametrize("arch", ["vgg", "cd16x"])
+def test_folding_the_colour_conv_keeps_the_function(arch):
+    store = WeightStore()
+    encoder = build_network("encoder", arch, store.resolve(store.registry.model(arch).encoder)).double()
+    folded = fold_colour_conv(encoder)
+    x = torch.rand(2, 3, 48, 40, dtype=torch.float64)
+    with torch.no_grad():
+        expected, got = encoder.features(x), folded.features(x)
+    for a, b in zip(expected, got):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-9)
+    assert sum(p.numel() for p in folded.parameters()) == sum(p.numel() for p in encoder.parameters()) - 12
+
+
+def test_fast_path_equals_the_general_path(cup, style):
+    stylizer = Stylizer("cd16x", "cpu", "bf16")
+    prepared = stylizer.prepare(style, StyleControls(alpha=0.7))
+    frames = torch.from_numpy(np.stack([cup, cup[::-1].copy()]))
+    assert stylizer._plain(prepared, *frames.shape[1:3])
+    fast = stylizer.stylize_uint8(frames, prepared)
+    with torch.inference_mode():
+        general = tensor_to_frames(stylizer.stylize_images(frames_to_tensor(frames, stylizer.dtype), prepared))
+    assert fast.shape == frames.shape
+    assert (fast.int() - general.int()).abs().max() <= 1
+
+
+def test_fused_conv_relu_equals_conv_then_relu(cup):
+    store = WeightStore()
+    decoder = build_network("decoder", "cd16x", store.resolve(store.registry.model("cd16x").decoder))
+    t = torch.rand(1, 128, 17, 25).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        plain = decoder(t)
+    with torch.inference_mode(), torch.profiler.profile() as profile:
+        fused = decoder(t)
+    assert any("_convolution_pointwise" in event.name for event in profile.events())
+    assert torch.allclose(fused, plain, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device,precision,arch", [
+    ("cpu", "bf16", "cd16x"), pytest.param("cuda", "fp16", "vgg", marks=pytest.mark.gpu)])
+def test_compiled_path_agrees_with_eager(device, precision, arch, cup, style):
+    """torch.compile (CPU: inductor, freezing, C++ wrapper): the same picture within rounding, and a
+    new alpha is a new input, not a recompile with the old value baked in."""
+    eager = Stylizer(arch, device, precision)
+    compiled = Stylizer(arch, device, precision, compile=True)
+    a = eager.stylize(cup, eager.prepare(style))
+    b = compiled.stylize(cup, compiled.prepare(style))
+    assert psnr(a, b) >= 35
+    again = compiled.stylize(cup, compiled.prepare(style, StyleControls(alpha=0.5)))
+    assert np.abs(again.astype(np.float64) - b).mean() > 1
+
+
+def test_thread_count_and_cgroup_quota(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        assert runtime.configure_cpu_threads(1) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert 1 <= runtime.default_cpu_threads() <= len(runtime.usable_cpus())
+    assert runtime.physical_core_count([0]) == 1
+    quota = tmp_path / "cpu.max"
+    quota.write_text("max 100000\n")
+    assert runtime.cgroup_cpu_limit(quota) is None
+    quota.write_text("150000 100000\n")
+    assert runtime.cgroup_cpu_limit(quota) == 1.5
+    with pytest.raises(ValueError):
+        runtime.configure_cpu_threads(0)
+
+
+def test_cpu_transfers_pass_frames_through_and_memory_is_known():
+    frames = torch.randint(0, 256, (2, 8, 8, 3), dtype=torch.uint8)
+    assert runtime.upload(frames, torch.device("cpu")) is frames
+    assert torch.equal(runtime.download(frames), frames)
+    assert runtime.available_memory(torch.device("cpu")) > 2 ** 20
+
+
+# ------------------------------------------------------------------------------- CUDA (issue 7 runs these)
+@pytest.mark.gpu
+def test_cuda_graph_replay_equals_eager_and_is_captured_once(cup, style):
+    graphed = Stylizer("cd16x", "cuda", "fp16")
+    eager = Stylizer("cd16x", "cuda", "fp16", cuda_graphs=False)
+    frames = torch.from_numpy(cup)
+    outs = [graphed.stylize_uint8(frames, graphed.prepare(style)) for _ in range(4)]
+    reference = eager.stylize_uint8(frames, eager.prepare(style))
+    assert len(graphed._frames_path._graphs) == 1
+    for out in outs:
+        assert (out.int() - reference.int()).abs().max() <= 1
+    assert outs[-1].data_ptr() != outs[-2].data_ptr()  # outputs are copies, not the graph's static buffer
+
+
+@pytest.mark.gpu
+def test_cuda_pinned_transfers_round_trip(cup):
+    host = torch.from_numpy(cup)
+    device = runtime.upload(host, torch.device("cuda"))
+    back = runtime.download(device)
+    assert device.is_cuda and back.is_pinned() and torch.equal(back, host)

@@ -1,0 +1,108 @@
+"""Precision paths: fp32 and bf16 agree, nothing overflows at 1080p, the fp16 probe and its fallback,
+and bf16 chosen from what the CPU can do. CUDA paths are marked gpu (skipped without one)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from realtime import adain as A
+from realtime.engine import Stylizer, cpu_has_native_bf16, select_precision
+from realtime.images import read_image, resize_to
+from realtime.models import build_network
+from realtime.precision import FP16_MAX, HEADROOM, fp16_probe, safe_half_precision
+from realtime.weights import WeightStore
+
+from metrics import psnr
+
+GPU = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module")
+def dune(media):
+    return read_image(media / "content" / "landscape_dune_grass_sea_1600x1000.jpg").rgb
+
+
+@pytest.fixture(scope="module")
+def style(media):
+    return media / "styles" / "kandinsky_composition_vii.jpg"
+
+
+def networks(arch: str):
+    store = WeightStore()
+    entry = store.registry.model(arch)
+    return (build_network("encoder", arch, store.resolve(entry.encoder)),
+            build_network("decoder", arch, store.resolve(entry.decoder)))
+
+
+@pytest.mark.parametrize("device,precision,width,height", [
+    ("cpu", "bf16", 384, 240), pytest.param("cuda", "fp16", 768, 480, marks=GPU)])
+@pytest.mark.parametrize("arch", ["vgg", "cd16x"])
+def test_half_precision_agrees_with_fp32_within_30_db(arch, device, precision, width, height, dune, style):
+    """Stated tolerance: PSNR >= 30 dB between the fp32 and the bf16 (CPU) / fp16 (CUDA) paths on a shared photo."""
+    content = resize_to(dune, width, height)
+    fp32 = Stylizer(arch, device, "fp32").stylize(content, style)
+    half = Stylizer(arch, device, precision).stylize(content, style)
+    assert psnr(half, fp32) >= 30
+
+
+@pytest.mark.parametrize("arch", ["vgg", "cd16x"])
+def test_no_inf_or_nan_at_1080p_in_bf16(arch, dune, style):
+    stylizer = Stylizer(arch, "cpu", "bf16", tile=0)
+    frame = torch.from_numpy(resize_to(dune, 1920, 1080)).permute(2, 0, 1)[None].float().div(255)
+    with torch.inference_mode():
+        padded = frame.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+        t = A.adain(stylizer.encode(padded), stylizer.prepare(style).mixed)
+        raw = stylizer.decode(t)
+    assert raw.shape == (1, 3, 1080, 1920)
+    assert torch.isfinite(t).all() and torch.isfinite(raw).all()
+    assert raw.float().std() > 0.05  # a real picture, not a flat or saturated one
+
+
+@pytest.mark.parametrize("arch", ["vgg", "cd16x"])
+def test_fp16_probe_finds_the_shipped_networks_safe(arch):
+    encoder, decoder = networks(arch)
+    result = fp16_probe(encoder, decoder, torch.device("cpu"), sizes=((128, 192),))
+    assert result.safe and 1.0 < result.peak < FP16_MAX / HEADROOM
+    assert result.layer.startswith(("encoder.", "decoder."))
+
+
+def test_fp16_probe_catches_overflow_and_auto_falls_back():
+    encoder, decoder = networks("cd16x")
+    with torch.no_grad():
+        decoder.conv34.weight.mul_(5000.0)  # drives the decoder's activations past fp16's range
+    result = fp16_probe(encoder, decoder, torch.device("cpu"), sizes=((64, 64),))
+    assert not result.safe and result.layer.startswith("decoder.")
+    assert safe_half_precision(encoder, decoder, torch.device("cpu"), sizes=((64, 64),)) == torch.bfloat16
+
+
+def test_auto_precision_follows_the_cpu():
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if flags:
+        assert cpu_has_native_bf16() == (" avx512_bf16" in flags or " amx_bf16" in flags)
+    expected = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    assert select_precision("auto", torch.device("cpu")) == expected
+    assert Stylizer("cd16x", "cpu", "auto").dtype == expected
+
+
+# ------------------------------------------------------------------------------- CUDA (issue 7 runs these)
+@pytest.mark.gpu
+@pytest.mark.parametrize("arch", ["vgg", "cd16x"])
+@pytest.mark.parametrize("size", [(1080, 1920), (2160, 3840)])
+def test_cuda_fp16_has_no_inf_or_nan_at_1080p_and_4k(arch, size, dune, style):
+    stylizer = Stylizer(arch, "cuda", "fp16")
+    frame = torch.from_numpy(resize_to(dune, size[1], size[0])).permute(2, 0, 1)[None].cuda().half().div(255)
+    with torch.inference_mode():
+        t = A.adain(stylizer.encode(frame.contiguous(memory_format=torch.channels_last)),
+                    stylizer.prepare(style).mixed)
+        raw = stylizer.decode(t)
+    assert torch.isfinite(raw).all() and raw.float().std() > 0.05
+
+
+@pytest.mark.gpu
+def test_cuda_auto_precision_probes_fp16():
+    stylizer = Stylizer("vgg", "cuda", "auto")
+    assert stylizer.dtype in (torch.float16, torch.bfloat16, torch.float32)
+    encoder, decoder = networks("vgg")
+    assert fp16_probe(encoder, decoder, torch.device("cuda")).safe == (stylizer.dtype == torch.float16)
