@@ -419,6 +419,8 @@ def configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO
     logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]", force=True,
                         handlers=[RichHandler(console=console, show_path=verbose > 1, markup=False)])
+    # --compile on a CPU-only machine: torch notes that it found no CUDA runtime, which is expected.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.WARNING if verbose > 1 else logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:

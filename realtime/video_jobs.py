@@ -124,7 +124,7 @@ def run_video_job(job: VideoJob, stylizer: Stylizer) -> JobResult:
             return [output_sink(destination, job.encoder, info, job.overwrite)]
 
         try:
-            with _FrameProgress(live=False) as progress:
+            with _FrameProgress(live=False, max_frames=job.max_frames) as progress:
                 outcome = run(lambda: open_source(spec), stylizer, job.plan, open_sinks,
                               options=RunOptions(max_frames=job.max_frames), on_start=progress.start,
                               on_frame=progress.update)
@@ -188,9 +188,10 @@ def run_live_job(job: LiveJob, stylizer: Stylizer) -> JobResult:
 class _FrameProgress:
     """A rich progress bar over frames (files: with a total and ETA; live: fps, latency and drops)."""
 
-    def __init__(self, live: bool) -> None:
+    def __init__(self, live: bool, max_frames: int | None = None) -> None:
         self._bar: Progress = item_progress(TextColumn("{task.fields[speed]}"))
         self._live = live
+        self._max_frames = max_frames
         self._task = None
 
     def __enter__(self) -> "_FrameProgress":
@@ -203,6 +204,8 @@ class _FrameProgress:
     def start(self, info: SourceInfo) -> None:
         """Show the bar once the input is open (a bad input then leaves no empty bar behind)."""
         total = None if self._live else info.frame_count
+        if total is not None and self._max_frames is not None:
+            total = min(total, self._max_frames)
         self._task = self._bar.add_task(Path(info.name).name[:40], total=total, speed="")
         self._bar.start()
 

@@ -1,0 +1,80 @@
+"""End-to-end `adain video` speed on the shared Big Buck Bunny clips (640x360 and 1280x720, both models).
+
+Each row renders the first frames of a real clip with its audio through the same job the CLI runs
+(decode thread -> Stylizer -> encode thread, audio copied) and, in the same process just before, times the
+networks alone on frames of that clip, so the ratio compares like with like on a noisy machine.
+
+    REALTIME_ADAIN_WEIGHTS=../shared/weights .venv/bin/python benchmarks/video_clips.py --json video.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from rich.table import Table
+
+from realtime.engine import Stylizer
+from realtime.pipeline import StylePlan
+from realtime.sources import SourceSpec, open_source
+from realtime.ui import console
+from realtime.video_jobs import VideoJob, run_video_job
+
+MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+CLIPS = {"640x360": "video/bbb_640x360_24fps_aac_stereo.mp4", "1280x720": "video/bbb_1280x720_25fps_aac_5.1.mp4"}
+FRAMES = {("cd16x", "640x360"): 120, ("cd16x", "1280x720"): 60, ("vgg", "640x360"): 30, ("vgg", "1280x720"): 10}
+
+
+def model_only_fps(stylizer: Stylizer, clip: Path, style: Path, frames: int) -> float:
+    """Frames per second of the networks alone (uint8 frame in, uint8 frame out) on the clip's first frames."""
+    prepared = stylizer.prepare([str(style)])
+    with open_source(SourceSpec(str(clip))) as source:
+        images = [frame.rgb for _, frame in zip(range(4), source)]
+    stylizer.stylize(images[0], prepared)  # warm-up
+    start = time.perf_counter()
+    for index in range(frames):
+        stylizer.stylize(images[index % len(images)], prepared)
+    return frames / (time.perf_counter() - start)
+
+
+def measure(model: str, size: str, style: Path, media: Path, compile: bool, out_dir: Path) -> dict:
+    clip = media / CLIPS[size]
+    frames = FRAMES[(model, size)]
+    stylizer = Stylizer(model, compile=compile)
+    networks_fps = model_only_fps(stylizer, clip, style, max(3, frames // 2))
+    job = VideoJob(inputs=[str(clip)], plan=StylePlan(entries=((str(style),),)),
+                   output=str(out_dir / f"{model}_{size}.mp4"), overwrite=True, max_frames=frames)
+    run = run_video_job(job, stylizer).runs[0]
+    return {"model": model, "size": size, "precision": str(stylizer.dtype).removeprefix("torch."),
+            "compile": compile, "frames": run.frames_out, "video_fps": round(run.fps, 2),
+            "model_only_fps": round(networks_fps, 2), "ratio": round(run.fps / networks_fps, 2),
+            "networks_ms_per_frame": round(1000 * run.stylize_seconds / max(1, run.frames_out), 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--media", type=Path, default=MEDIA, help="the shared media folder (default: ../shared/media)")
+    parser.add_argument("--models", default="cd16x,vgg")
+    parser.add_argument("--sizes", default="640x360,1280x720")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the per-frame path")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    style = args.media / "styles" / "vangogh_starry_night.jpg"
+    with tempfile.TemporaryDirectory() as out_dir:
+        rows = [measure(model, size, style, args.media, args.compile, Path(out_dir))
+                for model in args.models.split(",") for size in args.sizes.split(",")]
+    table = Table("model", "size", "precision", "compile", "frames", "adain video fps", "model-only fps", "ratio",
+                  "networks ms/frame (in the run)", title="adain video on the shared clips")
+    for row in rows:
+        table.add_row(*(str(value) for value in row.values()))
+    console.print(table, width=max(console.width, 150))  # 9 columns: never squeezed
+    console.print_json(json.dumps(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
