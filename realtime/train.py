@@ -1,0 +1,371 @@
+"""`adain train`: learn an AdaIN decoder for a frozen encoder with the paper's objective.
+
+One iteration: random crops of B content and B style images; t = AdaIN(encoder(content), encoder(style));
+output = decoder(t); loss = content_weight * L_c + style_weight * L_s, both measured by the normalised
+VGG-19 (see `losses.py`); one Adam step on the decoder, with the reference implementation's learning
+rate schedule lr / (1 + lr_decay * iteration).
+
+A run lives in one folder: `checkpoint.pt` (decoder, optimizer, iteration, data-sampling RNG: enough to
+continue exactly where it stopped), `decoder.pth` (the decoder alone, for `--decoder-weights`), `log.csv`
+(one row per iteration) and `samples/` (a fixed set of stylizations every `sample_every` iterations).
+Files are replaced atomically, so a run killed at any point can be resumed from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from rich.progress import TextColumn
+
+from . import adain as A
+from .engine import select_device, select_precision
+from .errors import UserError
+from .images import tensor_to_frames, write_image
+from .losses import LossNetwork, Losses
+from .models import build_network
+from .sheets import compose_grid
+from .train_data import Augmentation, center_crops, load_image_set, random_crops
+from .ui import item_progress
+from .weights import WeightStore, sha256_of
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT, DECODER, LOG, SAMPLES = "checkpoint.pt", "decoder.pth", "log.csv", "samples"
+_FORMAT = "realtime-adain-train/1"
+_LOG_FIELDS = ("iteration", "elapsed_s", "lr", "loss", "content_loss", "style_loss")
+_SAMPLE_PAIRS = 4
+# Settings that define the optimisation: a resumed run must use the checkpoint's values.
+_RUN_DEFINING = ("encoder", "batch_size", "crop", "load_size", "scale_jitter", "flip", "lr", "lr_decay",
+                 "style_weight", "content_weight", "seed")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last checkpoint is still intact."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything `adain train` takes. `content`/`styles` are folders, files or globs of images."""
+
+    content: tuple[str, ...]
+    styles: tuple[str, ...]
+    out: Path
+    encoder: str = "cd16x"
+    encoder_weights: Path | None = None
+    init_decoder: str | None = None  # None: random init; a registry model name or a decoder file
+    iters: int = 160_000
+    batch_size: int = 8
+    crop: int = 256
+    load_size: int = 512
+    scale_jitter: float = 0.25
+    flip: bool = True
+    lr: float = 1e-4
+    lr_decay: float = 5e-5
+    style_weight: float = 10.0
+    content_weight: float = 1.0
+    seed: int = 0
+    save_every: int = 500
+    sample_every: int = 500
+    device: str = "auto"
+    precision: str = "auto"
+    threads: int = 0  # CPU threads; 0: torch's default (one per core)
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("iters", "batch_size", "save_every"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.lr_decay < 0 or self.style_weight < 0 or self.content_weight < 0:
+            raise UserError("--lr must be positive; --lr-decay, --style-weight and --content-weight non-negative")
+        if self.load_size < self.crop:
+            raise UserError(f"--load-size ({self.load_size}) must be at least --crop ({self.crop})")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where a run stands after `Trainer.run`."""
+
+    iteration: int
+    elapsed_s: float
+    last: dict[str, float]
+    decoder: Path
+    checkpoint: Path
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for training (None: plain fp32). 'auto' takes bf16 where the hardware has it."""
+    if precision == "auto" and device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dtype = select_precision(precision, device)
+    return None if dtype == torch.float32 else dtype
+
+
+def learning_rate(settings: TrainSettings, iteration: int) -> float:
+    """The reference implementation's inverse decay: lr / (1 + lr_decay * iteration)."""
+    return settings.lr / (1.0 + settings.lr_decay * iteration)
+
+
+class Trainer:
+    """Owns the networks, the optimizer, the data and the run folder of one training run."""
+
+    def __init__(self, settings: TrainSettings, store: WeightStore | None = None) -> None:
+        self.settings = settings
+        self.out = Path(settings.out)
+        self._check_run_folder()
+        store = store or WeightStore()
+        self.device = select_device(settings.device)
+        self.amp_dtype = autocast_dtype(settings.precision, self.device)
+        self.augmentation = Augmentation(settings.crop, settings.scale_jitter, settings.flip)
+        vgg = build_network("encoder", "vgg", store.resolve(store.registry.model("vgg").encoder))
+        self.loss_net = LossNetwork(vgg).to(self.device)
+        encoder_path = settings.encoder_weights or store.resolve(store.registry.model(settings.encoder).encoder)
+        if settings.encoder == "vgg" and settings.encoder_weights is None:
+            self.encoder = self.loss_net.vgg  # one network in both roles: the encoder's t is the loss target
+        else:
+            self.encoder = build_network("encoder", settings.encoder, encoder_path).to(self.device)
+        self.encoder_sha256 = sha256_of(encoder_path)
+        torch.manual_seed(settings.seed)  # a random decoder init is reproducible too
+        self.decoder = self._initial_decoder(store).to(self.device).train().requires_grad_(True)
+        self.contents = load_image_set(settings.content, settings.load_size, "content")
+        self.styles = load_image_set(settings.styles, settings.load_size, "style")
+        log.info("training data: %d content and %d style images", len(self.contents), len(self.styles))
+        self.optimizer = torch.optim.Adam(self.decoder.parameters(), lr=settings.lr)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.iteration, self.elapsed_before = 0, 0.0
+        self._session_start = time.monotonic()
+        self._updating = False  # True while the optimizer writes the weights: no consistent state to save
+        if settings.resume:
+            self._restore()
+        self._rng_after_last_step = self.generator.get_state()
+        self._samples = self._sample_inputs()
+
+    # ------------------------------------------------------------------ setup
+    def _check_run_folder(self) -> None:
+        checkpoint = self.out / CHECKPOINT
+        if self.settings.resume and not checkpoint.is_file():
+            raise UserError(f"{checkpoint}: no checkpoint to resume; run without --resume to start a new run")
+        if not self.settings.resume and checkpoint.exists():
+            raise UserError(f"{self.out} already holds a training run; pass --resume to continue it "
+                            "or choose another --out")
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"--out {self.out}: exists and is not a folder")
+
+    def _initial_decoder(self, store: WeightStore) -> nn.Module:
+        source = self.settings.init_decoder
+        if source is None:
+            return build_network("decoder", self.settings.encoder).requires_grad_(True)
+        if source in store.registry.models:
+            entry = store.registry.model(source)
+            if entry.architecture != self.settings.encoder:
+                raise UserError(f"--init-decoder {source}: a {entry.architecture} model, but the encoder is "
+                                f"{self.settings.encoder}")
+            return build_network("decoder", entry.architecture, store.resolve(entry.decoder))
+        path = Path(source)
+        if not path.is_file():
+            raise UserError(f"--init-decoder {source}: neither a model name ({', '.join(store.registry.models)}) "
+                            "nor a decoder file")
+        return build_network("decoder", self.settings.encoder, path)
+
+    def _sample_inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Fixed content/style pairs and their AdaIN features, stylized every `sample_every` iterations."""
+        count = min(_SAMPLE_PAIRS, len(self.contents), len(self.styles))
+        content = center_crops(self.contents, count, self.settings.crop).to(self.device)
+        style = center_crops(self.styles, count, self.settings.crop).to(self.device)
+        with torch.no_grad():
+            t = A.adain(self.encoder(content), A.channel_stats(self.encoder(style)))
+        return content, style, t
+
+    # ------------------------------------------------------------------ state
+    def _data_record(self) -> dict[str, list[str]]:
+        return {"content": [p.name for p in self.contents.paths], "styles": [p.name for p in self.styles.paths]}
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue this run bit for bit."""
+        settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self.settings).items()}
+        return {"format": _FORMAT, "settings": settings, "iteration": self.iteration, "elapsed_s": self.elapsed(),
+                "decoder": self.decoder.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
+                "data": self._data_record(), "encoder_sha256": self.encoder_sha256}
+
+    def _restore(self) -> None:
+        path = self.out / CHECKPOINT
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises several types for a corrupt file
+            raise UserError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+        if not isinstance(state, dict) or state.get("format") != _FORMAT:
+            raise UserError(f"{path}: not an `adain train` checkpoint")
+        changed = [name for name in _RUN_DEFINING if state["settings"][name] != getattr(self.settings, name)]
+        if changed:
+            was = ", ".join(f"--{n.replace('_', '-')} {state['settings'][n]}" for n in changed)
+            raise UserError(f"{path}: the run was started with {was}; resume with the same values "
+                            "or start a new run with another --out (--init-decoder can start from this one)")
+        if state["data"] != self._data_record():
+            raise UserError(f"{path}: the content/style images differ from the ones the run started with "
+                            "(files added, removed or unreadable); resume with the same data")
+        if state["encoder_sha256"] != self.encoder_sha256:
+            raise UserError(f"{path}: the run was started with a different encoder file")
+        self.decoder.load_state_dict(state["decoder"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.generator.set_state(state["generator"])
+        self.iteration, self.elapsed_before = state["iteration"], state["elapsed_s"]
+        log.info("resumed %s at iteration %d", self.out, self.iteration)
+
+    def elapsed(self) -> float:
+        """Training wall time over all sessions of this run (a paused process keeps counting)."""
+        return self.elapsed_before + time.monotonic() - self._session_start
+
+    def save(self) -> None:
+        """Write the checkpoint and the decoder atomically."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        _atomic_save(self.state(), self.out / CHECKPOINT)
+        _atomic_save(self.decoder.state_dict(), self.out / DECODER)
+
+    def _save_after_interrupt(self) -> None:
+        """Save the last complete iteration: the batch drawn for an unfinished one is drawn again on resume."""
+        if self._updating:
+            log.warning("interrupted while updating the weights; %s keeps the last saved iteration",
+                        self.out / CHECKPOINT)
+            return
+        self.generator.set_state(self._rng_after_last_step)
+        self.save()
+        log.warning("interrupted: saved iteration %d to %s", self.iteration, self.out / CHECKPOINT)
+
+    # ------------------------------------------------------------------ training
+    def losses(self, content: torch.Tensor, style: torch.Tensor) -> Losses:
+        """The current decoder's unweighted losses on a batch of content and style crops (with gradients)."""
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            targets = self.loss_net.targets(content, style)
+            if self.encoder is self.loss_net.vgg:
+                t = targets.content
+            else:
+                with torch.no_grad():
+                    t = A.adain(self.encoder(content), A.channel_stats(self.encoder(style)))
+            return self.loss_net.losses(self.decoder(t), targets)
+
+    def step(self, content: torch.Tensor, style: torch.Tensor) -> Losses:
+        """One optimisation step on a batch of content and style crops; returns the unweighted losses."""
+        settings = self.settings
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(settings, self.iteration)
+        losses = self.losses(content, style)
+        total = losses.total(settings.style_weight, settings.content_weight)
+        if not math.isfinite(total.item()):
+            raise TrainingDiverged(f"loss became {total.item()} at iteration {self.iteration + 1}; lower --lr or "
+                                   f"use --precision fp32, and resume from {self.out / CHECKPOINT}")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self._updating = True
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.iteration += 1
+        self._rng_after_last_step = self.generator.get_state()
+        self._updating = False
+        return losses
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        settings = self.settings
+        content = random_crops(self.contents, settings.batch_size, self.augmentation, self.generator)
+        style = random_crops(self.styles, settings.batch_size, self.augmentation, self.generator)
+        return content.to(self.device), style.to(self.device)
+
+    def write_samples(self) -> Path:
+        """A sheet of the fixed sample pairs: content | style | current stylization, one pair per row."""
+        content, style, t = self._samples
+        with torch.no_grad():
+            output = self.decoder(t).clamp(0, 1)
+        rows = [[tensor_to_frames(image[None])[0].cpu().numpy() for image in row] for row in zip(content, style, output)]
+        path = self.out / SAMPLES / f"iter_{self.iteration:07d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_image(path, compose_grid(rows, cell=min(self.settings.crop, 256)))
+        return path
+
+    def run(self) -> TrainResult:
+        """Train until `iters`, saving every `save_every` iterations, and on Ctrl-C before re-raising it."""
+        settings = self.settings
+        self._session_start = time.monotonic()
+        self.out.mkdir(parents=True, exist_ok=True)
+        last: dict[str, float] = {}
+        status = TextColumn("{task.fields[status]}")
+        with _CsvLog(self.out / LOG, self.iteration) as csv_log, item_progress(status) as bar:
+            task = bar.add_task("train", total=settings.iters, completed=self.iteration, status="")
+            try:
+                while self.iteration < settings.iters:
+                    losses = self.step(*self.next_batch())
+                    last = {"iteration": self.iteration, "elapsed_s": round(self.elapsed(), 2),
+                            "lr": learning_rate(settings, self.iteration - 1), "content_loss": losses.content.item(),
+                            "style_loss": losses.style.item()}
+                    last["loss"] = settings.content_weight * last["content_loss"] + \
+                        settings.style_weight * last["style_loss"]
+                    csv_log.write(last)
+                    bar.update(task, completed=self.iteration, status=f"content {last['content_loss']:.3f}  "
+                               f"style {last['style_loss']:.3f}  lr {last['lr']:.2e}")
+                    if self.iteration % settings.save_every == 0:
+                        self.save()
+                    if settings.sample_every and self.iteration % settings.sample_every == 0:
+                        self.write_samples()
+            except KeyboardInterrupt:
+                self._save_after_interrupt()
+                raise
+        self.save()
+        return TrainResult(self.iteration, self.elapsed(), last, self.out / DECODER, self.out / CHECKPOINT)
+
+
+class _CsvLog:
+    """Appends one row per iteration; on resume, first drops rows written after the checkpoint."""
+
+    def __init__(self, path: Path, resume_iteration: int) -> None:
+        self.path = path
+        rows: list[dict[str, str]] = []
+        if path.is_file() and resume_iteration > 0:
+            with open(path, newline="") as handle:
+                rows = [row for row in csv.DictReader(handle) if int(row["iteration"]) <= resume_iteration]
+        self._handle = open(path, "w", newline="", buffering=1)
+        self._writer = csv.DictWriter(self._handle, fieldnames=_LOG_FIELDS)
+        self._writer.writeheader()
+        self._writer.writerows(rows)
+
+    def write(self, row: dict[str, float]) -> None:
+        self._writer.writerow({k: row[k] for k in _LOG_FIELDS})
+
+    def __enter__(self) -> _CsvLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.close()
+
+
+def _atomic_save(obj: object, path: Path) -> None:
+    """torch.save into a temporary file beside `path`, then rename: readers never see half a file."""
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            torch.save(obj, out)
+        os.replace(tmp_name, path)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+
+
+def train(settings: TrainSettings, store: WeightStore | None = None) -> TrainResult:
+    """Build a Trainer for the settings (new or resumed run) and train to `settings.iters`.
+
+    `settings.threads` sets the process's CPU thread count: on a CPU shared with other jobs, one thread
+    per niced training process is faster than one per core, whose threads keep waiting for each other.
+    """
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    return Trainer(settings, store).run()
