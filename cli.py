@@ -162,12 +162,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     models = args.model or ["cd16x"]
     if (args.decoder_weights or args.encoder_weights) and len(models) > 1:
         raise UserError("--decoder-weights/--encoder-weights apply to one model; give a single --model")
+    store = WeightStore()
+    for model in models:  # unknown names fail before any image is read
+        store.registry.model(model)
     for path in (args.json, args.sheet):
         if path is not None and path.exists() and not args.overwrite:
             raise UserError(f"{path}: output exists; pass --overwrite to replace it")
     evaluator = Evaluator(EvalSettings(tuple(args.content), tuple(args.styles), size=args.size,
                                        style_size=args.style_size, device=args.device, precision=args.precision,
-                                       cell=args.cell))
+                                       cell=args.cell), store)
     results = [evaluator.evaluate(model, args.decoder_weights, args.encoder_weights) for model in models]
     table = Table("model", "content loss", "style loss", "fps", f"content / {models[0]}", f"style / {models[0]}",
                   title=f"{len(evaluator.content_names)} contents x {len(evaluator.style_names)} styles, "
@@ -241,7 +244,7 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
                     "normalised VGG-19 whatever the encoder. Images are resized to --load-size on their shorter "
                     "side and trained on as random --crop crops (with scale jitter and flips). The run folder "
                     "(--out) gets checkpoint.pt, decoder.pth, log.csv and samples/; --resume continues exactly "
-                    "where a run stopped. Ctrl-C saves a checkpoint first.")
+                    "where a run stopped. Ctrl-C (or SIGTERM) saves a checkpoint first.")
     data = train_cmd.add_argument_group("data")
     data.add_argument("--content", nargs="+", required=True, metavar="DIR",
                       help="content images: folders, files or globs (unreadable images are skipped with a warning)")

@@ -6,23 +6,26 @@ VGG-19 (see `losses.py`); one Adam step on the decoder, with the reference imple
 rate schedule lr / (1 + lr_decay * iteration).
 
 A run lives in one folder: `checkpoint.pt` (decoder, optimizer, iteration, data-sampling RNG: enough to
-continue exactly where it stopped), `decoder.pth` (the decoder alone, for `--decoder-weights`), `log.csv`
+continue exactly where it stopped), `decoder.pth` (the decoder alone in float16, for `--decoder-weights`), `log.csv`
 (one row per iteration) and `samples/` (a fixed set of stylizations every `sample_every` iterations).
 Files are replaced atomically, so a run killed at any point can be resumed from its last checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import logging
 import math
 import os
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.nn as nn
@@ -229,10 +232,11 @@ class Trainer:
         return self.elapsed_before + time.monotonic() - self._session_start
 
     def save(self) -> None:
-        """Write the checkpoint and the decoder atomically."""
+        """Write the checkpoint (float32 weights) and the decoder (float16: half the size, and finer than the
+        bf16/fp16 it runs in) atomically."""
         self.out.mkdir(parents=True, exist_ok=True)
         _atomic_save(self.state(), self.out / CHECKPOINT)
-        _atomic_save(self.decoder.state_dict(), self.out / DECODER)
+        _atomic_save({name: value.half() for name, value in self.decoder.state_dict().items()}, self.out / DECODER)
 
     def _save_after_interrupt(self) -> None:
         """Save the last complete iteration: the batch drawn for an unfinished one is drawn again on resume."""
@@ -368,4 +372,23 @@ def train(settings: TrainSettings, store: WeightStore | None = None) -> TrainRes
     """
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    return Trainer(settings, store).run()
+    trainer = Trainer(settings, store)
+    with _sigterm_as_interrupt():
+        return trainer.run()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (kill, a scheduler's preemption) like Ctrl-C, so the run saves before it ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,8 +1,14 @@
 """`adain train` and `adain eval` from the command line: a real tiny run end to end, and clear one-line errors."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 import cli
@@ -17,6 +23,7 @@ def folders(media, tmp_path_factory):
             str(small_copies(media, "styles", STYLES, root / "styles")))
 
 
+ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--iters", "2", "--crop", "32", "--load-size", "48", "--batch-size", "2", "--precision", "fp32",
         "--init-decoder", "cd16x-recon"]
 
@@ -66,3 +73,26 @@ def test_eval_errors_are_one_line_with_exit_code_2(media, capsys, argv_tail, mes
     assert cli.main(["eval", "--content", content, "--styles", content, "--size", "64", *argv_tail]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_sigterm_saves_a_checkpoint_that_resume_continues(folders, tmp_path):
+    run = tmp_path / "run"
+    argv = [sys.executable, str(ROOT / "cli.py"), "train", "--content", folders[0], "--styles", folders[1],
+            "--out", str(run), *TINY, "--iters", "100000", "--save-every", "100000", "--sample-every", "0"]
+    process = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not _logged_iterations(run) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)["iteration"]
+    assert saved >= 1 and _logged_iterations(run) == saved
+    assert cli.main(["train", "--content", folders[0], "--styles", folders[1], "--out", str(run), *TINY, "--resume",
+                     "--iters", str(saved + 1)]) == 0
+    assert _logged_iterations(run) == saved + 1
+
+
+def _logged_iterations(run) -> int:
+    log = run / "log.csv"
+    return max(0, len(log.read_text().splitlines()) - 1) if log.is_file() else 0
