@@ -138,8 +138,9 @@ class Trainer:
         else:
             self.encoder = build_network("encoder", settings.encoder, encoder_path).to(self.device)
         self.encoder_sha256 = sha256_of(encoder_path)
-        torch.manual_seed(settings.seed)  # a random decoder init is reproducible too
-        self.decoder = self._initial_decoder(store).to(self.device).train().requires_grad_(True)
+        with torch.random.fork_rng(devices=[]):  # a random decoder init is reproducible, the global RNG untouched
+            torch.manual_seed(settings.seed)
+            self.decoder = self._initial_decoder(store).to(self.device).train().requires_grad_(True)
         self.contents = load_image_set(settings.content, settings.load_size, "content")
         self.styles = load_image_set(settings.styles, settings.load_size, "style")
         log.info("training data: %d content and %d style images", len(self.contents), len(self.styles))
@@ -156,14 +157,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ setup
     def _check_run_folder(self) -> None:
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"--out {self.out}: exists and is not a folder")
         checkpoint = self.out / CHECKPOINT
         if self.settings.resume and not checkpoint.is_file():
             raise UserError(f"{checkpoint}: no checkpoint to resume; run without --resume to start a new run")
         if not self.settings.resume and checkpoint.exists():
             raise UserError(f"{self.out} already holds a training run; pass --resume to continue it "
                             "or choose another --out")
-        if self.out.exists() and not self.out.is_dir():
-            raise UserError(f"--out {self.out}: exists and is not a folder")
 
     def _initial_decoder(self, store: WeightStore) -> nn.Module:
         source = self.settings.init_decoder
