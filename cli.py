@@ -19,7 +19,7 @@ from realtime.errors import UserError
 from realtime.image_batch import ImageJob, run_image_job
 from realtime.images import write_image
 from realtime.metrics import EvalSettings, Evaluator, write_report
-from realtime.train import TrainingDiverged, TrainSettings, train
+from realtime.train import STYLE_STATS, TrainingDiverged, TrainSettings, train
 from realtime.ui import console
 from realtime.weights import WeightStore
 
@@ -143,7 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         content=tuple(args.content), styles=tuple(args.styles), out=args.out, encoder=args.encoder,
         encoder_weights=args.encoder_weights, init_decoder=args.init_decoder, iters=args.iters,
         batch_size=args.batch_size, crop=args.crop, load_size=args.load_size, scale_jitter=args.scale_jitter,
-        flip=not args.no_flip, lr=args.lr, lr_decay=args.lr_decay, style_weight=args.style_weight,
+        flip=not args.no_flip, style_stats=args.style_stats, lr=args.lr, lr_decay=args.lr_decay, style_weight=args.style_weight,
         content_weight=args.content_weight, seed=args.seed, save_every=args.save_every,
         sample_every=args.sample_every, device=args.device, precision=args.precision, threads=args.threads, resume=args.resume)
     try:
@@ -255,6 +255,9 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
     data.add_argument("--scale-jitter", type=float, default=0.25, metavar="J",
                       help="crop windows are J times larger or smaller than --crop at most, then resized to it")
     data.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    data.add_argument("--style-stats", choices=STYLE_STATS, default="crop",
+                      help="style statistics of random style crops (the paper) or of whole style images (as the "
+                           "stylizer uses them; faster, and a better match for small --crop sizes)")
     model = train_cmd.add_argument_group("networks")
     model.add_argument("--encoder", choices=("vgg", "cd16x"), default="cd16x", help="the frozen encoder to train for")
     model.add_argument("--encoder-weights", type=Path, metavar="FILE", help="encoder file instead of the registry's")

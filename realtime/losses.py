@@ -77,11 +77,6 @@ class LossNetwork(nn.Module):
         """Statistics of the style images at the four layers."""
         return feature_stats(self.vgg.features(style_rgb))
 
-    @torch.no_grad()
-    def targets(self, content_rgb: torch.Tensor, style_rgb: torch.Tensor) -> Targets:
-        style = self.style_targets(style_rgb)
-        return Targets(adain_target(self.vgg(content_rgb), style), style)
-
     def losses(self, output_rgb: torch.Tensor, targets: Targets) -> Losses:
         """Content and style losses of decoded images (gradients flow to `output_rgb`, not to the VGG)."""
         features = self.vgg.features(output_rgb)

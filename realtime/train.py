@@ -1,9 +1,14 @@
 """`adain train`: learn an AdaIN decoder for a frozen encoder with the paper's objective.
 
-One iteration: random crops of B content and B style images; t = AdaIN(encoder(content), encoder(style));
-output = decoder(t); loss = content_weight * L_c + style_weight * L_s, both measured by the normalised
-VGG-19 (see `losses.py`); one Adam step on the decoder, with the reference implementation's learning
-rate schedule lr / (1 + lr_decay * iteration).
+One iteration: random crops of B content images and B styles; t = AdaIN(encoder(content), style statistics
+in the encoder); output = decoder(t); loss = content_weight * L_c + style_weight * L_s, both measured by the
+normalised VGG-19 (see `losses.py`); one Adam step on the decoder, with the reference implementation's
+learning rate schedule lr / (1 + lr_decay * iteration).
+
+Style statistics come from random crops of the style images, as in the paper (`style_stats="crop"`), or
+from whole style images (`"image"`), which is how the Stylizer takes them at inference: a decoder trained
+on small crops then sees the wider spread of whole-image statistics in training too. Whole-image
+statistics are computed once per image, which also saves a quarter of the loss network's work.
 
 A run lives in one folder: `checkpoint.pt` (decoder, optimizer, iteration, data-sampling RNG: enough to
 continue exactly where it stopped), `decoder.pth` (the decoder alone in float16, for `--decoder-weights`), `log.csv`
@@ -25,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -35,7 +40,7 @@ from . import adain as A
 from .engine import select_device, select_precision
 from .errors import UserError
 from .images import tensor_to_frames, write_image
-from .losses import LossNetwork, Losses
+from .losses import LossNetwork, Losses, Targets, adain_target
 from .models import build_network
 from .sheets import compose_grid
 from .train_data import Augmentation, center_crops, load_image_set, random_crops
@@ -49,8 +54,9 @@ _FORMAT = "realtime-adain-train/1"
 _LOG_FIELDS = ("iteration", "elapsed_s", "lr", "loss", "content_loss", "style_loss")
 _SAMPLE_PAIRS = 4
 # Settings that define the optimisation: a resumed run must use the checkpoint's values.
-_RUN_DEFINING = ("encoder", "batch_size", "crop", "load_size", "scale_jitter", "flip", "lr", "lr_decay",
-                 "style_weight", "content_weight", "seed")
+_RUN_DEFINING = ("encoder", "batch_size", "crop", "load_size", "scale_jitter", "flip", "style_stats", "lr",
+                 "lr_decay", "style_weight", "content_weight", "seed")
+STYLE_STATS = ("crop", "image")
 
 
 class TrainingDiverged(RuntimeError):
@@ -73,6 +79,7 @@ class TrainSettings:
     load_size: int = 512
     scale_jitter: float = 0.25
     flip: bool = True
+    style_stats: str = "crop"  # "crop": of a random crop (the paper); "image": of the whole style image
     lr: float = 1e-4
     lr_decay: float = 5e-5
     style_weight: float = 10.0
@@ -93,6 +100,22 @@ class TrainSettings:
             raise UserError("--lr must be positive; --lr-decay, --style-weight and --content-weight non-negative")
         if self.load_size < self.crop:
             raise UserError(f"--load-size ({self.load_size}) must be at least --crop ({self.crop})")
+        if self.style_stats not in STYLE_STATS:
+            raise UserError(f"--style-stats must be one of {', '.join(STYLE_STATS)}, got {self.style_stats!r}")
+
+
+class StyleBatch(NamedTuple):
+    """The style side of a batch: statistics in the loss network (4 layers) and in the trained-for encoder."""
+
+    vgg: tuple[A.StyleStats, ...]
+    encoder: A.StyleStats
+
+
+def _stack(batches: list[StyleBatch]) -> StyleBatch:
+    def cat(stats: list[A.StyleStats]) -> A.StyleStats:
+        return A.StyleStats(torch.cat([s.mean for s in stats]), torch.cat([s.std for s in stats]))
+    layers = len(batches[0].vgg)
+    return StyleBatch(tuple(cat([b.vgg[i] for b in batches]) for i in range(layers)), cat([b.encoder for b in batches]))
 
 
 @dataclass(frozen=True)
@@ -153,6 +176,7 @@ class Trainer:
         if settings.resume:
             self._restore()
         self._rng_after_last_step = self.generator.get_state()
+        self._image_stats: dict[int, StyleBatch] = {}  # whole-image style statistics, computed on first use
         self._samples = self._sample_inputs()
 
     # ------------------------------------------------------------------ setup
@@ -187,8 +211,10 @@ class Trainer:
         count = min(_SAMPLE_PAIRS, len(self.contents), len(self.styles))
         content = center_crops(self.contents, count, self.settings.crop).to(self.device)
         style = center_crops(self.styles, count, self.settings.crop).to(self.device)
+        stats = self._style_batch(style) if self.settings.style_stats == "crop" else \
+            _stack([self._whole_image_stats(i) for i in range(count)])
         with torch.no_grad():
-            t = A.adain(self.encoder(content), A.channel_stats(self.encoder(style)))
+            t = A.adain(self.encoder(content), stats.encoder)
         return content, style, t
 
     # ------------------------------------------------------------------ state
@@ -250,20 +276,35 @@ class Trainer:
         log.warning("interrupted: saved iteration %d to %s", self.iteration, self.out / CHECKPOINT)
 
     # ------------------------------------------------------------------ training
-    def losses(self, content: torch.Tensor, style: torch.Tensor) -> Losses:
-        """The current decoder's unweighted losses on a batch of content and style crops (with gradients)."""
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
-            targets = self.loss_net.targets(content, style)
-            if self.encoder is self.loss_net.vgg:
-                t = targets.content
-            else:
-                with torch.no_grad():
-                    t = A.adain(self.encoder(content), A.channel_stats(self.encoder(style)))
-            return self.loss_net.losses(self.decoder(t), targets)
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                              enabled=self.amp_dtype is not None)
 
-    def step(self, content: torch.Tensor, style: torch.Tensor) -> Losses:
-        """One optimisation step on a batch of content and style crops; returns the unweighted losses."""
+    @torch.no_grad()
+    def _style_batch(self, style_rgb: torch.Tensor) -> StyleBatch:
+        """Style statistics of images in the loss network and the encoder (shared when they are one network)."""
+        with self._autocast():
+            vgg = self.loss_net.style_targets(style_rgb)
+            encoder = vgg[-1] if self.encoder is self.loss_net.vgg else A.channel_stats(self.encoder(style_rgb))
+        return StyleBatch(vgg, encoder)
+
+    def _whole_image_stats(self, index: int) -> StyleBatch:
+        """Statistics of a whole style image, as the Stylizer takes them at inference (memoised)."""
+        if index not in self._image_stats:
+            image = self.styles.images[index][None].to(self.device).float().div_(255.0)
+            self._image_stats[index] = self._style_batch(image)
+        return self._image_stats[index]
+
+    def losses(self, content: torch.Tensor, style: StyleBatch) -> Losses:
+        """The current decoder's unweighted losses on a batch of content crops and styles (with gradients)."""
+        with self._autocast():
+            with torch.no_grad():
+                target = adain_target(self.loss_net.vgg(content), style.vgg)
+                t = target if self.encoder is self.loss_net.vgg else A.adain(self.encoder(content), style.encoder)
+            return self.loss_net.losses(self.decoder(t), Targets(target, style.vgg))
+
+    def step(self, content: torch.Tensor, style: StyleBatch) -> Losses:
+        """One optimisation step on a batch of content crops and styles; returns the unweighted losses."""
         settings = self.settings
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(settings, self.iteration)
@@ -282,11 +323,17 @@ class Trainer:
         self._updating = False
         return losses
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def next_batch(self) -> tuple[torch.Tensor, StyleBatch]:
+        """Random content crops, and the statistics of random style crops or whole style images."""
         settings = self.settings
         content = random_crops(self.contents, settings.batch_size, self.augmentation, self.generator)
-        style = random_crops(self.styles, settings.batch_size, self.augmentation, self.generator)
-        return content.to(self.device), style.to(self.device)
+        if settings.style_stats == "crop":
+            style = self._style_batch(random_crops(self.styles, settings.batch_size, self.augmentation,
+                                                   self.generator).to(self.device))
+        else:
+            picks = torch.randint(len(self.styles), (settings.batch_size,), generator=self.generator).tolist()
+            style = _stack([self._whole_image_stats(i) for i in picks])
+        return content.to(self.device), style
 
     def write_samples(self) -> Path:
         """A sheet of the fixed sample pairs: content | style | current stylization, one pair per row."""

@@ -59,13 +59,14 @@ def test_a_few_iterations_on_tiny_crops_lower_the_loss(data, tmp_path):
     assert trainer.iteration == 12
 
 
-def test_resume_continues_with_identical_state(data, tmp_path):
+@pytest.mark.parametrize("style_stats", ["crop", "image"])
+def test_resume_continues_with_identical_state(data, tmp_path, style_stats):
     straight = tmp_path / "straight"
-    Trainer(settings_for(data, straight)).run()
+    Trainer(settings_for(data, straight, style_stats=style_stats)).run()
     split = tmp_path / "split"
-    Trainer(settings_for(data, split, iters=2)).run()
+    Trainer(settings_for(data, split, iters=2, style_stats=style_stats)).run()
     assert _checkpoint(split)["iteration"] == 2
-    Trainer(settings_for(data, split, resume=True)).run()
+    Trainer(settings_for(data, split, resume=True, style_stats=style_stats)).run()
     _assert_same_state(_checkpoint(straight), _checkpoint(split))
     assert _log_rows(straight) == _log_rows(split) and len(_log_rows(split)) == 4
 
@@ -104,6 +105,17 @@ def test_run_folder_holds_a_drop_in_decoder_samples_and_a_log(data, tmp_path):
     rows = _log_rows(run)
     assert [int(r["iteration"]) for r in rows] == [1, 2, 3, 4]
     assert float(rows[1]["lr"]) == pytest.approx(learning_rate(settings_for(data, run), 1))
+
+
+def test_whole_image_style_statistics_are_those_of_the_whole_resized_image(data, tmp_path):
+    trainer = Trainer(settings_for(data, tmp_path / "run", style_stats="image"))
+    _, style = trainer.next_batch()
+    assert style.encoder.mean.shape == (2, 128, 1, 1) and [s.mean.shape[1] for s in style.vgg] == [64, 128, 256, 512]
+    whole = trainer.styles.images[1][None].float() / 255  # shorter side 64: the load size
+    assert min(whole.shape[-2:]) == 64
+    expected = trainer.loss_net.style_targets(whole)
+    got = trainer._whole_image_stats(1)
+    assert all(torch.allclose(g.std, e.std) for g, e in zip(got.vgg, expected))
 
 
 def test_vgg_encoder_shares_the_loss_network_and_trains_from_scratch(data, tmp_path):
