@@ -144,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         encoder_weights=args.encoder_weights, init_decoder=args.init_decoder, iters=args.iters,
         batch_size=args.batch_size, crop=args.crop, load_size=args.load_size, scale_jitter=args.scale_jitter,
         flip=not args.no_flip, style_stats=args.style_stats, lr=args.lr, lr_decay=args.lr_decay, style_weight=args.style_weight,
-        content_weight=args.content_weight, seed=args.seed, save_every=args.save_every,
+        content_weight=args.content_weight, ema=args.ema, seed=args.seed, save_every=args.save_every,
         sample_every=args.sample_every, device=args.device, precision=args.precision, threads=args.threads, resume=args.resume)
     try:
         result = train(settings)
@@ -272,6 +272,10 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
                        help="learning rate at iteration i: lr / (1 + lr_decay * i)")
     optim.add_argument("--style-weight", type=float, default=10.0, help="weight of the style loss")
     optim.add_argument("--content-weight", type=float, default=1.0, help="weight of the content loss")
+    optim.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                       help="keep an exponential moving average of the weights with this decay (e.g. 0.998) and "
+                            "ship it as decoder.pth: smoother than the last weights; 0 turns it off; may be "
+                            "switched on when resuming")
     optim.add_argument("--seed", type=int, default=0, help="seed of the data sampling (and of a random decoder)")
     run = train_cmd.add_argument_group("run")
     run.add_argument("--out", type=Path, default=Path("runs/train"), metavar="DIR", help="run folder")

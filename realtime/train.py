@@ -11,8 +11,9 @@ on small crops then sees the wider spread of whole-image statistics in training 
 statistics are computed once per image, which also saves a quarter of the loss network's work.
 
 A run lives in one folder: `checkpoint.pt` (decoder, optimizer, iteration, data-sampling RNG: enough to
-continue exactly where it stopped), `decoder.pth` (the decoder alone in float16, for `--decoder-weights`), `log.csv`
-(one row per iteration) and `samples/` (a fixed set of stylizations every `sample_every` iterations).
+continue exactly where it stopped), `decoder.pth` (the decoder alone in float16, for `--decoder-weights`: the
+moving average of the weights with `ema`), `log.csv` (one row per iteration) and `samples/` (a fixed set of
+stylizations every `sample_every` iterations).
 Files are replaced atomically, so a run killed at any point can be resumed from its last checkpoint.
 """
 
@@ -84,6 +85,7 @@ class TrainSettings:
     lr_decay: float = 5e-5
     style_weight: float = 10.0
     content_weight: float = 1.0
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); the average is shipped
     seed: int = 0
     save_every: int = 500
     sample_every: int = 500
@@ -100,6 +102,8 @@ class TrainSettings:
             raise UserError("--lr must be positive; --lr-decay, --style-weight and --content-weight non-negative")
         if self.load_size < self.crop:
             raise UserError(f"--load-size ({self.load_size}) must be at least --crop ({self.crop})")
+        if not 0.0 <= self.ema < 1.0:
+            raise UserError(f"--ema must lie in [0, 1), got {self.ema}")
         if self.style_stats not in STYLE_STATS:
             raise UserError(f"--style-stats must be one of {', '.join(STYLE_STATS)}, got {self.style_stats!r}")
 
@@ -135,6 +139,12 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     dtype = select_precision(precision, device)
     return None if dtype == torch.float32 else dtype
+
+
+def ema_decay(target: float, updates: int) -> float:
+    """Decay of the weight average after n = `updates` updates: n / (n + 1), i.e. the plain mean of all
+    weights so far, until that reaches `target`; the average never leans on the starting weights."""
+    return min(target, updates / (updates + 1.0))
 
 
 def learning_rate(settings: TrainSettings, iteration: int) -> float:
@@ -173,8 +183,12 @@ class Trainer:
         self.iteration, self.elapsed_before = 0, 0.0
         self._session_start = time.monotonic()
         self._updating = False  # True while the optimizer writes the weights: no consistent state to save
+        self.average: dict[str, torch.Tensor] | None = None  # the EMA weights, when settings.ema > 0
+        self.average_updates = 0
         if settings.resume:
             self._restore()
+        if settings.ema and self.average is None:  # also when averaging is switched on for a resumed run
+            self.average = {name: value.detach().clone() for name, value in self.decoder.state_dict().items()}
         self._rng_after_last_step = self.generator.get_state()
         self._image_stats: dict[int, StyleBatch] = {}  # whole-image style statistics, computed on first use
         self._samples = self._sample_inputs()
@@ -227,7 +241,8 @@ class Trainer:
         return {"format": _FORMAT, "settings": settings, "iteration": self.iteration, "elapsed_s": self.elapsed(),
                 "decoder": self.decoder.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
-                "data": self._data_record(), "encoder_sha256": self.encoder_sha256}
+                "data": self._data_record(), "encoder_sha256": self.encoder_sha256,
+                "average": self.average, "average_updates": self.average_updates}
 
     def _restore(self) -> None:
         path = self.out / CHECKPOINT
@@ -252,6 +267,8 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["generator"])
         self.iteration, self.elapsed_before = state["iteration"], state["elapsed_s"]
+        if self.settings.ema and state.get("average") is not None:
+            self.average, self.average_updates = state["average"], state["average_updates"]
         log.info("resumed %s at iteration %d", self.out, self.iteration)
 
     def elapsed(self) -> float:
@@ -263,7 +280,11 @@ class Trainer:
         bf16/fp16 it runs in) atomically."""
         self.out.mkdir(parents=True, exist_ok=True)
         _atomic_save(self.state(), self.out / CHECKPOINT)
-        _atomic_save({name: value.half() for name, value in self.decoder.state_dict().items()}, self.out / DECODER)
+        _atomic_save({name: value.half() for name, value in self.shipped_weights().items()}, self.out / DECODER)
+
+    def shipped_weights(self) -> dict[str, torch.Tensor]:
+        """The weights a user gets: the moving average when there is one, else the current weights."""
+        return self.average if self.average is not None else self.decoder.state_dict()
 
     def _save_after_interrupt(self) -> None:
         """Save the last complete iteration: the batch drawn for an unfinished one is drawn again on resume."""
@@ -318,10 +339,20 @@ class Trainer:
         self._updating = True
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self._update_average()
         self.iteration += 1
         self._rng_after_last_step = self.generator.get_state()
         self._updating = False
         return losses
+
+    @torch.no_grad()
+    def _update_average(self) -> None:
+        if self.average is None:
+            return
+        weight = 1.0 - ema_decay(self.settings.ema, self.average_updates)
+        for name, value in self.decoder.state_dict().items():
+            self.average[name].lerp_(value, weight)
+        self.average_updates += 1
 
     def next_batch(self) -> tuple[torch.Tensor, StyleBatch]:
         """Random content crops, and the statistics of random style crops or whole style images."""
@@ -339,7 +370,7 @@ class Trainer:
         """A sheet of the fixed sample pairs: content | style | current stylization, one pair per row."""
         content, style, t = self._samples
         with torch.no_grad():
-            output = self.decoder(t).clamp(0, 1)
+            output = torch.func.functional_call(self.decoder, self.shipped_weights(), (t,)).clamp(0, 1)
         rows = [[tensor_to_frames(image[None])[0].cpu().numpy() for image in row] for row in zip(content, style, output)]
         path = self.out / SAMPLES / f"iter_{self.iteration:07d}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)

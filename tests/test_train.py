@@ -8,7 +8,7 @@ import torch
 
 from realtime.errors import UserError
 from realtime.models import build_network
-from realtime.train import CHECKPOINT, DECODER, LOG, SAMPLES, Trainer, TrainSettings, learning_rate
+from realtime.train import CHECKPOINT, DECODER, LOG, SAMPLES, Trainer, TrainSettings, ema_decay, learning_rate
 from train_fixtures import CONTENTS, STYLES, small_copies
 
 
@@ -59,15 +59,19 @@ def test_a_few_iterations_on_tiny_crops_lower_the_loss(data, tmp_path):
     assert trainer.iteration == 12
 
 
-@pytest.mark.parametrize("style_stats", ["crop", "image"])
-def test_resume_continues_with_identical_state(data, tmp_path, style_stats):
+@pytest.mark.parametrize("style_stats,ema", [("crop", 0.0), ("image", 0.9)])
+def test_resume_continues_with_identical_state(data, tmp_path, style_stats, ema):
     straight = tmp_path / "straight"
-    Trainer(settings_for(data, straight, style_stats=style_stats)).run()
+    Trainer(settings_for(data, straight, style_stats=style_stats, ema=ema)).run()
     split = tmp_path / "split"
-    Trainer(settings_for(data, split, iters=2, style_stats=style_stats)).run()
+    Trainer(settings_for(data, split, iters=2, style_stats=style_stats, ema=ema)).run()
     assert _checkpoint(split)["iteration"] == 2
-    Trainer(settings_for(data, split, resume=True, style_stats=style_stats)).run()
+    Trainer(settings_for(data, split, resume=True, style_stats=style_stats, ema=ema)).run()
     _assert_same_state(_checkpoint(straight), _checkpoint(split))
+    if ema:
+        assert _checkpoint(split)["average_updates"] == 4
+        for name, tensor in _checkpoint(straight)["average"].items():
+            assert torch.equal(tensor, _checkpoint(split)["average"][name]), name
     assert _log_rows(straight) == _log_rows(split) and len(_log_rows(split)) == 4
 
 
@@ -116,6 +120,34 @@ def test_whole_image_style_statistics_are_those_of_the_whole_resized_image(data,
     expected = trainer.loss_net.style_targets(whole)
     got = trainer._whole_image_stats(1)
     assert all(torch.allclose(g.std, e.std) for g, e in zip(got.vgg, expected))
+
+
+def test_the_moving_average_is_what_ships_and_can_be_switched_on_when_resuming(data, tmp_path):
+    run = tmp_path / "run"
+    Trainer(settings_for(data, run, iters=2)).run()
+    assert _checkpoint(run)["average"] is None
+    trainer = Trainer(settings_for(data, run, iters=4, ema=0.5, resume=True))
+    start = {k: v.clone() for k, v in trainer.decoder.state_dict().items()}
+    assert all(torch.equal(start[k], v) for k, v in trainer.average.items())  # starts from the resumed weights
+    trainer.run()
+    state = _checkpoint(run)
+    shipped = torch.load(run / DECODER, weights_only=True)
+    for name, average in state["average"].items():
+        assert torch.equal(shipped[name], average.half())
+    raw, average = state["decoder"]["conv41.weight"], state["average"]["conv41.weight"]
+    assert not torch.equal(raw, average)
+    # the mean of the weights after iterations 3 and 4 trails the weights of iteration 4
+    assert (average - start["conv41.weight"]).abs().sum() < (raw - start["conv41.weight"]).abs().sum()
+
+
+def test_ema_is_the_plain_mean_until_its_decay_is_reached():
+    weights = [torch.tensor([float(v)]) for v in (4.0, 1.0, 7.0, 2.0)]
+    average = torch.zeros(1)
+    for n, value in enumerate(weights):
+        average.lerp_(value, 1.0 - ema_decay(0.9, n))
+        assert average.item() == pytest.approx(sum(w.item() for w in weights[:n + 1]) / (n + 1))
+    assert ema_decay(0.9, 10**6) == 0.9
+    assert all(ema_decay(0.99, n) <= ema_decay(0.99, n + 1) for n in range(2000))
 
 
 def test_vgg_encoder_shares_the_loss_network_and_trains_from_scratch(data, tmp_path):
