@@ -263,7 +263,7 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
     model.add_argument("--encoder-weights", type=Path, metavar="FILE", help="encoder file instead of the registry's")
     model.add_argument("--init-decoder", metavar="MODEL|FILE",
                        help="start from this decoder (a model name such as cd16x-recon, or a file) instead of a "
-                            "random initialisation")
+                            "random initialisation (not needed with --resume: the checkpoint holds the weights)")
     optim = train_cmd.add_argument_group("optimisation")
     optim.add_argument("--iters", type=positive_int, default=160_000, metavar="N", help="total iterations of the run")
     optim.add_argument("--batch-size", type=positive_int, default=8, metavar="B")

@@ -205,8 +205,9 @@ class Trainer:
                             "or choose another --out")
 
     def _initial_decoder(self, store: WeightStore) -> nn.Module:
+        """The starting weights; a resumed run takes them from its checkpoint, so --init-decoder is not read."""
         source = self.settings.init_decoder
-        if source is None:
+        if source is None or self.settings.resume:
             return build_network("decoder", self.settings.encoder).requires_grad_(True)
         if source in store.registry.models:
             entry = store.registry.model(source)
