@@ -11,7 +11,7 @@ from realtime.metrics import Evaluator, write_report
 @pytest.fixture(scope="module")
 def evaluation(media):
     evaluator = Evaluator(settings(media))
-    return evaluator, [evaluator.evaluate("vgg"), evaluator.evaluate("cd16x-recon")]
+    return evaluator, [evaluator.evaluate(model) for model in ("vgg", "cd16x-recon", "cd16x")]
 
 
 def test_vgg_figures_are_stable_against_stored_references(evaluation):
@@ -27,9 +27,15 @@ def test_vgg_figures_are_stable_against_stored_references(evaluation):
 
 
 def test_the_losses_tell_the_adain_decoder_from_the_reconstruction_decoder(evaluation):
-    vgg, recon = evaluation[1]
+    vgg, recon, _ = evaluation[1]
     assert recon.style_loss > 1.5 * vgg.style_loss  # trained to reconstruct, it keeps too much of the content
     assert all(p.seconds > 0 for p in recon.pairs) and recon.fps > 0
+
+
+def test_the_bundled_cd16x_adain_decoder_stylizes_more_than_the_reconstruction_decoder(evaluation):
+    _, recon, cd16x = evaluation[1]
+    assert cd16x.decoder.endswith("decoder_relu41_adain.pth")  # the default cd16x decoder is the trained one
+    assert cd16x.style_loss < 0.8 * recon.style_loss
 
 
 def test_report_and_sheet_cover_every_model_and_pair(evaluation, tmp_path):
@@ -38,7 +44,7 @@ def test_report_and_sheet_cover_every_model_and_pair(evaluation, tmp_path):
     write_report(path, evaluator, results)
     report = json.loads(path.read_text())
     assert report["contents"] == list(CONTENTS) and report["styles"] == list(STYLES)
-    assert set(report["models"]) == {"vgg", "cd16x-recon"}
+    assert set(report["models"]) == {"vgg", "cd16x-recon", "cd16x"}
     for summary in report["models"].values():
         assert len(summary["per_pair"]) == 4 and summary["precision"] == "float32"
         assert summary["style_loss"] == pytest.approx(sum(p["style_loss"] for p in summary["per_pair"]) / 4)
