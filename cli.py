@@ -24,6 +24,9 @@ from realtime.image_batch import ImageJob, run_image_job
 from realtime.pipeline import StylePlan
 from realtime.sinks import CODECS, EncoderSettings
 from realtime.video_jobs import Framing, JobResult, LiveJob, VideoJob, run_live_job, run_video_job
+from realtime.images import write_image
+from realtime.metrics import EvalSettings, Evaluator, write_report
+from realtime.train import STYLE_STATS, TrainingDiverged, TrainSettings, train
 from realtime.ui import console
 from realtime.weights import WeightStore
 
@@ -44,6 +47,13 @@ def float_list(text: str) -> tuple[float, ...]:
         return tuple(float(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
 
 
 def non_negative_int(text: str) -> int:
@@ -298,6 +308,55 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    settings = TrainSettings(
+        content=tuple(args.content), styles=tuple(args.styles), out=args.out, encoder=args.encoder,
+        encoder_weights=args.encoder_weights, init_decoder=args.init_decoder, iters=args.iters,
+        batch_size=args.batch_size, crop=args.crop, load_size=args.load_size, scale_jitter=args.scale_jitter,
+        flip=not args.no_flip, style_stats=args.style_stats, lr=args.lr, lr_decay=args.lr_decay, style_weight=args.style_weight,
+        content_weight=args.content_weight, ema=args.ema, seed=args.seed, save_every=args.save_every,
+        sample_every=args.sample_every, device=args.device, precision=args.precision, threads=args.threads, resume=args.resume)
+    try:
+        result = train(settings)
+    except TrainingDiverged as exc:
+        report_error(str(exc))
+        return EXIT_FAILED
+    losses = (f": content loss {result.last['content_loss']:.3f}, style loss {result.last['style_loss']:.3f}"
+              if result.last else "")
+    console.print(f"iteration {result.iteration}{losses}; {result.elapsed_s / 60:.1f} min in all; "
+                  f"decoder {result.decoder}, checkpoint {result.checkpoint}", highlight=False)
+    return EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    models = args.model or ["cd16x"]
+    if (args.decoder_weights or args.encoder_weights) and len(models) > 1:
+        raise UserError("--decoder-weights/--encoder-weights apply to one model; give a single --model")
+    store = WeightStore()
+    for model in models:  # unknown names fail before any image is read
+        store.registry.model(model)
+    for path in (args.json, args.sheet):
+        if path is not None and path.exists() and not args.overwrite:
+            raise UserError(f"{path}: output exists; pass --overwrite to replace it")
+    evaluator = Evaluator(EvalSettings(tuple(args.content), tuple(args.styles), size=args.size,
+                                       style_size=args.style_size, device=args.device, precision=args.precision,
+                                       cell=args.cell), store)
+    results = [evaluator.evaluate(model, args.decoder_weights, args.encoder_weights) for model in models]
+    table = Table("model", "content loss", "style loss", "fps", f"content / {models[0]}", f"style / {models[0]}",
+                  title=f"{len(evaluator.content_names)} contents x {len(evaluator.style_names)} styles, "
+                        f"shorter side {args.size}")
+    for result in results:
+        table.add_row(result.model, f"{result.content_loss:.3f}", f"{result.style_loss:.3f}", f"{result.fps:.2f}",
+                      f"{result.content_loss / results[0].content_loss:.2f}x",
+                      f"{result.style_loss / results[0].style_loss:.2f}x")
+    console.print(table)
+    if args.json is not None:
+        write_report(args.json, evaluator, results)
+    if args.sheet is not None:
+        write_image(args.sheet, evaluator.sheet(results))
+    return EXIT_OK
+
+
 def _files_of(store: WeightStore, name: str) -> list[str]:
     if name in store.registry.files:
         return [name]
@@ -407,7 +466,95 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", type=Path, metavar="FILE", help="plot fps against frame size (needs the plot extra)")
     bench.add_argument("--overwrite", action="store_true", help="replace existing output files")
     bench.set_defaults(run=cmd_bench)
+    add_train_parser(commands)
+    add_eval_parser(commands)
     return parser
+
+
+def add_train_parser(commands: argparse._SubParsersAction) -> None:
+    train_cmd = commands.add_parser(
+        "train", help="train a decoder for an encoder with the paper's objective",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train an AdaIN decoder (Huang & Belongie 2017): content loss at relu4_1 against the AdaIN "
+                    "target, style loss on channel means and stds at relu1_1..relu4_1, both measured by the "
+                    "normalised VGG-19 whatever the encoder. Images are resized to --load-size on their shorter "
+                    "side and trained on as random --crop crops (with scale jitter and flips). The run folder "
+                    "(--out) gets checkpoint.pt, decoder.pth, log.csv and samples/; --resume continues exactly "
+                    "where a run stopped. Ctrl-C (or SIGTERM) saves a checkpoint first.")
+    data = train_cmd.add_argument_group("data")
+    data.add_argument("--content", nargs="+", required=True, metavar="DIR",
+                      help="content images: folders, files or globs (unreadable images are skipped with a warning)")
+    data.add_argument("--styles", nargs="+", required=True, metavar="DIR", help="style images: folders, files or globs")
+    data.add_argument("--load-size", type=positive_int, default=512, metavar="N",
+                      help="shorter side every image is resized to before cropping")
+    data.add_argument("--crop", type=positive_int, default=256, metavar="N", help="training crop size (multiple of 8)")
+    data.add_argument("--scale-jitter", type=float, default=0.25, metavar="J",
+                      help="crop windows are J times larger or smaller than --crop at most, then resized to it")
+    data.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    data.add_argument("--style-stats", choices=STYLE_STATS, default="crop",
+                      help="style statistics of random style crops (the paper) or of whole style images (as the "
+                           "stylizer uses them; faster, and a better match for small --crop sizes)")
+    model = train_cmd.add_argument_group("networks")
+    model.add_argument("--encoder", choices=("vgg", "cd16x"), default="cd16x", help="the frozen encoder to train for")
+    model.add_argument("--encoder-weights", type=Path, metavar="FILE", help="encoder file instead of the registry's")
+    model.add_argument("--init-decoder", metavar="MODEL|FILE",
+                       help="start from this decoder (a model name such as cd16x-recon, or a file) instead of a "
+                            "random initialisation (not needed with --resume: the checkpoint holds the weights)")
+    optim = train_cmd.add_argument_group("optimisation")
+    optim.add_argument("--iters", type=positive_int, default=160_000, metavar="N", help="total iterations of the run")
+    optim.add_argument("--batch-size", type=positive_int, default=8, metavar="B")
+    optim.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    optim.add_argument("--lr-decay", type=float, default=5e-5,
+                       help="learning rate at iteration i: lr / (1 + lr_decay * i)")
+    optim.add_argument("--style-weight", type=float, default=10.0, help="weight of the style loss")
+    optim.add_argument("--content-weight", type=float, default=1.0, help="weight of the content loss")
+    optim.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                       help="keep an exponential moving average of the weights with this decay (e.g. 0.998) and "
+                            "ship it as decoder.pth: smoother than the last weights; 0 turns it off; may be "
+                            "switched on when resuming")
+    optim.add_argument("--seed", type=int, default=0, help="seed of the data sampling (and of a random decoder)")
+    run = train_cmd.add_argument_group("run")
+    run.add_argument("--out", type=Path, default=Path("runs/train"), metavar="DIR", help="run folder")
+    run.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    run.add_argument("--save-every", type=positive_int, default=500, metavar="N", help="checkpoint interval")
+    run.add_argument("--sample-every", type=non_negative_int, default=500, metavar="N",
+                     help="write a sheet of sample stylizations every N iterations (0: never)")
+    run.add_argument("--device", choices=DEVICES, default="auto", help="auto takes CUDA, then MPS, then CPU")
+    run.add_argument("--precision", choices=("auto", *PRECISIONS), default="auto",
+                     help="autocast dtype; auto: bf16 where the hardware has it (CPUs with AVX512-BF16/AMX, "
+                          "recent GPUs), fp16 on older GPUs, else fp32")
+    run.add_argument("--threads", type=non_negative_int, default=0, metavar="N",
+                     help="CPU threads (0: one per core); on a CPU shared with other jobs, 1 is often faster")
+    train_cmd.set_defaults(run=cmd_train)
+
+
+def add_eval_parser(commands: argparse._SubParsersAction) -> None:
+    eval_cmd = commands.add_parser(
+        "eval", help="content and style losses and fps of models over content x style pairs",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Stylize every content with every style and report the paper's content loss (relu4_1 of the "
+                    "output against the AdaIN target, in VGG space) and style loss (channel means and stds at "
+                    "relu1_1..relu4_1), both measured by the normalised VGG-19 and averaged over all pairs, and "
+                    "the frames per second of the per-frame work (encoder, AdaIN, decoder).")
+    eval_cmd.add_argument("--model", action="append", metavar="MODEL",
+                          help="model to evaluate (repeat to compare several; the first is the reference of the "
+                               "ratio columns); default cd16x")
+    eval_cmd.add_argument("--content", nargs="+", required=True, metavar="DIR", help="content folders, files or globs")
+    eval_cmd.add_argument("--styles", nargs="+", required=True, metavar="DIR", help="style folders, files or globs")
+    eval_cmd.add_argument("--size", type=positive_int, default=512, metavar="N", help="shorter side of the contents")
+    eval_cmd.add_argument("--style-size", type=positive_int, default=512, metavar="N", help="shorter side of the styles")
+    eval_cmd.add_argument("--decoder-weights", type=Path, metavar="FILE",
+                          help="evaluate this decoder file (e.g. a training run's decoder.pth) with the model's encoder")
+    eval_cmd.add_argument("--encoder-weights", type=Path, metavar="FILE", help="encoder file instead of the registry's")
+    eval_cmd.add_argument("--device", choices=DEVICES, default="auto", help="auto takes CUDA, then MPS, then CPU")
+    eval_cmd.add_argument("--precision", choices=("auto", *PRECISIONS), default="auto",
+                          help="precision of the stylization (the loss network always runs in fp32)")
+    eval_cmd.add_argument("--json", type=Path, metavar="FILE", help="write all figures, per pair too, as JSON")
+    eval_cmd.add_argument("--sheet", type=Path, metavar="FILE",
+                          help="write a contact sheet: rows contents (one per model), columns styles")
+    eval_cmd.add_argument("--cell", type=positive_int, default=128, metavar="PX", help="contact sheet tile size")
+    eval_cmd.add_argument("--overwrite", action="store_true", help="replace existing --json/--sheet files")
+    eval_cmd.set_defaults(run=cmd_eval)
 
 
 def report_error(message: str) -> None:

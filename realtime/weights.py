@@ -45,6 +45,7 @@ class WeightFile:
     layout: str
     source: str
     bundled: bool = False
+    training: dict | None = None  # for weights this project trained: commands, data list, evaluation figures
 
 
 @dataclass(frozen=True)
@@ -170,8 +171,11 @@ class WeightStore:
         return self.fetch(name)
 
     def fetch(self, name: str, force: bool = False) -> Path:
-        """Download a file into the cache (atomically, checked by sha256), unless an intact copy is there."""
+        """Download a file into the cache (atomically, checked by sha256), unless an intact copy is bundled or cached."""
         entry = self.registry.file(name)
+        bundled = bundled_dir() / Path(entry.name).name
+        if entry.bundled and bundled.is_file() and self.is_intact(bundled, entry):
+            return bundled  # shipped with the project: nothing to download
         dest = self.cache_dir / "weights" / entry.name
         if dest.is_file() and not force and self.is_intact(dest, entry):
             return dest

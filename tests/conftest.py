@@ -10,7 +10,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("REALTIME_ADAIN_SHARED", ROOT.parent / "shared")).resolve()
-WEIGHTS = Path(os.environ.get("REALTIME_ADAIN_WEIGHTS", SHARED / "weights"))
+WEIGHTS = Path(os.environ.get("REALTIME_ADAIN_WEIGHTS", SHARED / "weights")).resolve()  # subprocesses run elsewhere
 MEDIA = SHARED / "media"
 
 # Tests read weights from the shared mirror in place and never touch the user's cache.
