@@ -70,13 +70,6 @@ def positive_float(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
 def frame_size(text: str) -> tuple[int, int]:
     """'640x360' -> (640, 360)."""
     width, sep, height = text.lower().partition("x")
