@@ -69,11 +69,12 @@ def compile_module(module: nn.Module, device: torch.device) -> Callable[..., tor
     CPU: inductor with freezing, which turns the weights into constants so conv+ReLU become single
     oneDNN calls on pre-packed weights, and a C++ wrapper that calls the kernels without Python in
     between (cd16x at 256x256: +14 % fps, vgg: +7 %). These settings must be on while each shape
-    compiles, so every call runs under them. CUDA: max-autotune kernels without inductor's own CUDA
-    graphs (CudaGraphRunner does that; UNMEASURED here, no GPU).
+    compiles, so every call runs under them. CUDA: inductor's default mode (cuDNN convolutions, fused
+    pointwise kernels) without its own CUDA graphs, which CudaGraphRunner provides; max-autotune is left
+    out because it benchmarks Triton templates for every convolution at every frame size (minutes).
     """
     if device.type == "cuda":
-        return torch.compile(module, mode="max-autotune-no-cudagraphs", dynamic=False)
+        return torch.compile(module, dynamic=False)
     compiled = torch.compile(module, dynamic=False)
 
     def run_frozen(*args: torch.Tensor) -> torch.Tensor:

@@ -31,8 +31,8 @@ def check_schema(records: list) -> None:
 
 def test_bench_writes_json_and_markdown(tmp_path):
     json_path, markdown_path = tmp_path / "bench.json", tmp_path / "bench.md"
-    code = cli.main([*TINY, "--modes", "baseline,model", "--precision", "fp32,bf16", "--json", str(json_path),
-                     "--markdown", str(markdown_path)])
+    code = cli.main([*TINY, "--device", "cpu", "--modes", "baseline,model", "--precision", "fp32,bf16",
+                     "--json", str(json_path), "--markdown", str(markdown_path)])
     assert code == 0
     records = json.loads(json_path.read_text())
     check_schema(records)

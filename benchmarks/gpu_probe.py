@@ -1,0 +1,144 @@
+"""What a GPU machine offers the tool, and where vgg's frame time goes on it (issue 7).
+
+    python benchmarks/gpu_probe.py                             # versions, card, matmul peak, NVENC/NVDEC through PyAV
+    python benchmarks/gpu_probe.py --profile vgg --size 1080p  # CUDA graphs on/off A/B and a torch.profiler kernel table
+
+Prints plain text (the run is read as a log); run_gpu.sh calls both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from realtime.bench.runner import frame_gflop, parse_size, synthetic_frame  # noqa: E402
+from realtime.engine import Stylizer  # noqa: E402
+from realtime.weights import WeightStore  # noqa: E402
+
+
+def matmul_tflops(dtype: torch.dtype, n: int = 8192, repeats: int = 10) -> float:
+    """Dense n x n x n matmul rate on the card (the practical tensor-core ceiling for this dtype)."""
+    a, b = torch.randn(n, n, device="cuda", dtype=dtype), torch.randn(n, n, device="cuda", dtype=dtype)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    torch.cuda.synchronize()
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e12
+
+
+def try_nvenc(codec: str, path: Path) -> str:
+    """Encode 30 frames of 1280x720 with a hardware encoder through PyAV; 'ok N fps' or the error."""
+    import av
+    frame_rgb = synthetic_frame(720, 1280)
+    try:
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream(codec, rate=30)
+            stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+            start = time.perf_counter()
+            for index in range(30):
+                frame = av.VideoFrame.from_ndarray(frame_rgb, format="rgb24")
+                frame.pts, frame.time_base = index, Fraction(1, 30)
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+            return f"ok {30 / (time.perf_counter() - start):.0f} fps"
+    except Exception as exc:  # noqa: BLE001 - the probe reports any failure as text
+        return f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+
+
+def decode_fps(clip: Path, hwaccel: bool) -> str:
+    """Frames per second decoding a clip to RGB on the CPU, or with NVDEC (frames downloaded)."""
+    import av
+    from av.codec.hwaccel import HWAccel
+    try:
+        options = {"hwaccel": HWAccel("cuda", allow_software_fallback=False)} if hwaccel else {}
+        start = time.perf_counter()
+        with av.open(str(clip), **options) as container:
+            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+        return f"ok {len(frames) / (time.perf_counter() - start):.0f} fps ({len(frames)} frames)"
+    except Exception as exc:  # noqa: BLE001
+        return f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+
+
+def environment() -> None:
+    props = torch.cuda.get_device_properties(0)
+    smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm",
+                          "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+    info = {"gpu": props.name, "sms": props.multi_processor_count, "memory_gib": round(props.total_memory / 2 ** 30, 1),
+            "nvidia_smi": smi, "torch": torch.__version__, "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(), "python": sys.version.split()[0],
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32}
+    for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        info[f"matmul_8192_{name}_tflops"] = round(matmul_tflops(dtype), 1)
+    print(json.dumps(info, indent=1))
+    import av
+    from av.codec.hwaccel import hwdevices_available
+    print("pyav", av.__version__, "hwdevices", hwdevices_available(),
+          {c: c in av.codecs_available for c in ("h264_nvenc", "hevc_nvenc", "h264_cuvid")})
+    out = Path("/tmp/nvenc-probe")
+    out.mkdir(exist_ok=True)
+    for codec in ("h264_nvenc", "hevc_nvenc", "libx264"):
+        print("encode", codec, try_nvenc(codec, out / f"{codec}.mp4"))
+    shared = Path(os.environ.get("REALTIME_ADAIN_SHARED", ROOT.parent / "shared"))
+    clip = shared / "media" / "video" / "bbb_1280x720_25fps_aac_5.1.mp4"
+    for hwaccel in (False, True):
+        print("decode", clip.name, "nvdec" if hwaccel else "cpu", decode_fps(clip, hwaccel))
+
+
+def time_frames(stylizer: Stylizer, frame: torch.Tensor, prepared, count: int = 50) -> float:
+    for _ in range(5):
+        stylizer.stylize_uint8(frame, prepared)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(count):
+        stylizer.stylize_uint8(frame, prepared)
+    torch.cuda.synchronize()
+    return count / (time.perf_counter() - start)
+
+
+def profile(model: str, size: str) -> None:
+    """fp16 eager with and without CUDA graphs in one process, then the top kernels of the plain path."""
+    height, width = parse_size(size)
+    frame = torch.from_numpy(synthetic_frame(height, width)).cuda()
+    style = synthetic_frame(512, 512, seed=1)
+    gflop = frame_gflop(WeightStore().registry.model(model).architecture, height, width)
+    for graphs in (True, False):
+        stylizer = Stylizer(model, "cuda", "fp16", cuda_graphs=graphs)
+        fps = time_frames(stylizer, frame, stylizer.prepare(style))
+        print(f"{model} {width}x{height} fp16 cuda_graphs={graphs}: {fps:.1f} fps, {gflop * fps / 1000:.1f} TFLOP/s")
+    prepared = stylizer.prepare(style)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
+                                            torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(10):
+            stylizer.stylize_uint8(frame, prepared)
+        torch.cuda.synchronize()
+    print(prof.key_averages().table(sort_by="self_device_time_total", row_limit=25, max_name_column_width=70))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", metavar="MODEL", help="profile this model instead of probing the machine")
+    parser.add_argument("--size", default="1080p", help="frame size for --profile")
+    args = parser.parse_args()
+    if args.profile:
+        profile(args.profile, args.size)
+    else:
+        environment()
+
+
+if __name__ == "__main__":
+    main()
