@@ -1,7 +1,7 @@
 """What a GPU machine offers the tool, and where vgg's frame time goes on it (issue 7).
 
     python benchmarks/gpu_probe.py                             # versions, card, matmul peak, NVENC/NVDEC through PyAV
-    python benchmarks/gpu_probe.py --profile vgg --size 1080p  # CUDA graphs on/off A/B and a torch.profiler kernel table
+    python benchmarks/gpu_probe.py --profile vgg,cd16x --size 1080p  # eager block variants A/B, then a kernel table
 
 Prints plain text (the run is read as a log); run_gpu.sh calls both.
 """
@@ -18,10 +18,12 @@ from fractions import Fraction
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from realtime import models  # noqa: E402
 from realtime.bench.runner import frame_gflop, parse_size, synthetic_frame  # noqa: E402
 from realtime.engine import Stylizer  # noqa: E402
 from realtime.weights import WeightStore  # noqa: E402
@@ -110,17 +112,45 @@ def time_frames(stylizer: Stylizer, frame: torch.Tensor, prepared, count: int = 
     return count / (time.perf_counter() - start)
 
 
-def profile(model: str, size: str) -> None:
-    """fp16 eager with and without CUDA graphs in one process, then the top kernels of the plain path."""
+def _reference_pad(x: torch.Tensor) -> torch.Tensor:
+    return F.pad(x, (1, 1, 1, 1), mode="reflect")
+
+
+def _cudnn_conv_relu(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    return torch.cudnn_convolution_relu(models._reflect_pad1(x), conv.weight, conv.bias, [1, 1], [0, 0], [1, 1], 1)
+
+
+VARIANTS = {
+    "reflection_pad2d (NCHW out)": {"_reflect_pad1": _reference_pad},
+    "channels_last pad (shipped)": {},
+    "channels_last pad + cuDNN conv+bias+ReLU": {"_conv_relu": _cudnn_conv_relu},
+}
+"""Eager block variants compared in one process: each patches realtime.models' helpers for its run."""
+
+
+def profile(models_to_run: list[str], size: str) -> None:
+    """fp16 eager A/B of the padding and conv variants (CUDA graphs on), then the top kernels of the shipped path."""
     height, width = parse_size(size)
     frame = torch.from_numpy(synthetic_frame(height, width)).cuda()
     style = synthetic_frame(512, 512, seed=1)
-    gflop = frame_gflop(WeightStore().registry.model(model).architecture, height, width)
-    for graphs in (True, False):
-        stylizer = Stylizer(model, "cuda", "fp16", cuda_graphs=graphs)
-        fps = time_frames(stylizer, frame, stylizer.prepare(style))
-        print(f"{model} {width}x{height} fp16 cuda_graphs={graphs}: {fps:.1f} fps, {gflop * fps / 1000:.1f} TFLOP/s")
+    for model in models_to_run:
+        gflop = frame_gflop(WeightStore().registry.model(model).architecture, height, width)
+        for name, patches in VARIANTS.items():
+            saved = {attr: getattr(models, attr) for attr in patches}
+            try:
+                for attr, function in patches.items():
+                    setattr(models, attr, function)
+                stylizer = Stylizer(model, "cuda", "fp16")
+                fps = time_frames(stylizer, frame, stylizer.prepare(style))
+                print(f"{model} {width}x{height} fp16 eager, {name}: {fps:.1f} fps, {gflop * fps / 1000:.1f} TFLOP/s")
+            except Exception as exc:  # noqa: BLE001 - a variant that fails is reported, the others still run
+                print(f"{model} {width}x{height} fp16 eager, {name}: failed: {type(exc).__name__}: {exc}"[:300])
+            finally:
+                for attr, function in saved.items():
+                    setattr(models, attr, function)
+    stylizer = Stylizer(models_to_run[0], "cuda", "fp16", cuda_graphs=False)
     prepared = stylizer.prepare(style)
+    time_frames(stylizer, frame, prepared, count=5)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
                                             torch.profiler.ProfilerActivity.CUDA]) as prof:
         for _ in range(10):
@@ -131,11 +161,11 @@ def profile(model: str, size: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", metavar="MODEL", help="profile this model instead of probing the machine")
+    parser.add_argument("--profile", metavar="M,...", help="A/B and profile these models instead of probing the machine")
     parser.add_argument("--size", default="1080p", help="frame size for --profile")
     args = parser.parse_args()
     if args.profile:
-        profile(args.profile, args.size)
+        profile(args.profile.split(","), args.size)
     else:
         environment()
 

@@ -1,27 +1,34 @@
 #!/usr/bin/env bash
 # GPU validation (issue 7) as one timed script for a lent GPU machine that has PyTorch but no package registry.
 #
-#   bash benchmarks/run_gpu.sh [BUDGET_SECONDS]
+#   bash benchmarks/run_gpu.sh [BUDGET_SECONDS] [STEPS]
+#
+# STEPS (comma-separated, in order; default: all of the first run's): env (versions, matmul peak, NVENC/NVDEC), tests, ab (eager block variants A/B and a
+# kernel profile), fp16 (with baseline and stages), fp16-model, e2e, compile, compile-model, fp32-bf16.
 #
 # Expects .devcarry/av.tar.xz (the PyAV 18.1.0 manylinux wheel's files) and .devcarry/shared.tar.xz (../shared's
-# weights and media, without media/train) in the repository, and writes every log, JSON and markdown file to
-# $OUT. Each step gets what is left of the budget, so a slow step cannot take the results of the others with it.
+# weights and media, without media/train) in the repository. Every log, JSON and markdown file goes to $RUN, and
+# after each step all of them are packed into $OUT/results.tgz (the device tool returns at most 8 files). Each
+# step gets what is left of the budget, so a slow step cannot take the results of the others with it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}
+RUN=/tmp/gpu-run
 BUDGET=${1:-450}
-mkdir -p "$OUT"
+STEPS=${2:-env,fp16,tests,e2e,ab,compile,fp32-bf16}
+mkdir -p "$OUT" "$RUN"
 export PYTHONUNBUFFERED=1
 
-step() {  # step NAME SECONDS COMMAND...: run with the smaller of SECONDS and the budget left, logged to $OUT/NAME.log
+step() {  # step NAME SECONDS COMMAND...: run with the smaller of SECONDS and the budget left, logged to $RUN/NAME.log
     local name=$1 want=$2; shift 2
     local left=$((BUDGET - SECONDS))
     local limit=$((want < left ? want : left))
-    if ((limit < 10)); then echo "[$name] skipped: budget spent" | tee -a "$OUT/steps.txt"; return; fi
+    if ((limit < 10)); then echo "[$name] skipped: budget spent" | tee -a "$RUN/steps.txt"; return; fi
     local began=$SECONDS
-    timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+    timeout "$limit" "$@" >"$RUN/$name.log" 2>&1
     local code=$?
-    echo "[$name] exit $code after $((SECONDS - began)) s (limit $limit s)" | tee -a "$OUT/steps.txt"
+    echo "[$name] exit $code after $((SECONDS - began)) s (limit $limit s)" | tee -a "$RUN/steps.txt"
+    tar -czf "$OUT/results.tgz" -C "$RUN" .
 }
 
 # Install: no registry is reachable there, so PyAV comes as its wheel's files and the project installs
@@ -32,19 +39,32 @@ tar -xJf .devcarry/shared.tar.xz -C /tmp/shared
 export PYTHONPATH=/tmp/site
 export REALTIME_ADAIN_SHARED=/tmp/shared REALTIME_ADAIN_WEIGHTS=/tmp/shared/weights
 step install 60 python3 -m pip install --no-deps --no-build-isolation -e .
-nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
-step environment 60 python3 benchmarks/gpu_probe.py
+nvidia-smi >"$RUN/nvidia-smi.txt" 2>&1
 
 BENCH=(python3 cli.py bench --device cuda --models vgg,cd16x --sizes 256,512,720p,1080p,4k --iters 30 --warmup 3
        --max-seconds 1.5 --overwrite)
-step bench-fp16 120 "${BENCH[@]}" --precision fp16 --modes baseline,model \
-    --json "$OUT/gpu-fp16.json" --markdown "$OUT/gpu-fp16.md"
-step tests 180 python3 -m pytest -q -p no:cacheprovider -rs --durations=15
-step bench-e2e 90 "${BENCH[@]}" --precision fp16 --modes model,end_to_end --no-stages \
-    --json "$OUT/gpu-e2e.json" --markdown "$OUT/gpu-e2e.md"
-step profile 40 python3 benchmarks/gpu_probe.py --profile vgg --size 1080p
-step bench-compile 150 "${BENCH[@]}" --precision fp16 --modes model,end_to_end --no-stages --compile \
-    --json "$OUT/gpu-compile.json" --markdown "$OUT/gpu-compile.md"
-step bench-fp32-bf16 90 "${BENCH[@]}" --precision fp32,bf16 --modes model --no-stages \
-    --json "$OUT/gpu-fp32-bf16.json" --markdown "$OUT/gpu-fp32-bf16.md"
-echo "total $SECONDS s" | tee -a "$OUT/steps.txt"
+TIMEOUT=()
+python3 -c "import pytest_timeout" 2>/dev/null && TIMEOUT=(--timeout 100)  # one stuck test must not take the rest
+
+for name in ${STEPS//,/ }; do
+    case $name in
+    env) step environment 60 python3 benchmarks/gpu_probe.py ;;
+    tests) step tests 210 python3 -m pytest -v -p no:cacheprovider -rfEs --durations=15 "${TIMEOUT[@]}" ;;
+    ab) step ab 60 python3 benchmarks/gpu_probe.py --profile vgg,cd16x --size 1080p ;;
+    fp16) step bench-fp16 120 "${BENCH[@]}" --precision fp16 --modes baseline,model \
+            --json "$RUN/gpu-fp16.json" --markdown "$RUN/gpu-fp16.md" ;;
+    fp16-model) step bench-fp16-model 60 "${BENCH[@]}" --precision fp16 --modes model \
+            --json "$RUN/gpu-fp16-model.json" --markdown "$RUN/gpu-fp16-model.md" ;;
+    e2e) step bench-e2e 90 "${BENCH[@]}" --precision fp16 --modes model,end_to_end --no-stages \
+            --json "$RUN/gpu-e2e.json" --markdown "$RUN/gpu-e2e.md" ;;
+    compile) step bench-compile 150 "${BENCH[@]}" --precision fp16 --modes model,end_to_end --no-stages --compile \
+            --json "$RUN/gpu-compile.json" --markdown "$RUN/gpu-compile.md" ;;
+    compile-model) step bench-compile-model 100 "${BENCH[@]}" --precision fp16 --modes model --no-stages --compile \
+            --json "$RUN/gpu-compile-model.json" --markdown "$RUN/gpu-compile-model.md" ;;
+    fp32-bf16) step bench-fp32-bf16 90 "${BENCH[@]}" --precision fp32,bf16 --modes model --no-stages \
+            --json "$RUN/gpu-fp32-bf16.json" --markdown "$RUN/gpu-fp32-bf16.md" ;;
+    *) echo "unknown step $name" >&2 ;;
+    esac
+done
+echo "total $SECONDS s" | tee -a "$RUN/steps.txt"
+tar -czf "$OUT/results.tgz" -C "$RUN" .

@@ -53,6 +53,13 @@ def select_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def device_name(device: torch.device) -> str:
+    """The accelerator's product name (e.g. 'NVIDIA H100 80GB HBM3'), or the device type."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return device.type
+
+
 def cpu_has_native_bf16() -> bool:
     """True where the CPU computes bf16 in hardware (AVX512-BF16 or AMX), checked at run time."""
     cpu_checks = getattr(torch._C, "_cpu", None)
@@ -175,9 +182,14 @@ class Stylizer:
         self.content_size = content_size
         encoder = build_network("encoder", entry.architecture, encoder_path)
         decoder = build_network("decoder", entry.architecture, decoder_path)
+        encoder_id = store.registry.file(entry.encoder).sha256 if not encoder_weights else sha256_of(encoder_path)
+        decoder_id = store.registry.file(entry.decoder).sha256 if not decoder_weights else sha256_of(decoder_path)
+        cache = Path(cache_dir) if cache_dir is not None else user_cache_dir()
         self.dtype = select_precision(precision, self.device)
         if precision == "auto" and self.dtype == torch.float16:
-            self.dtype = safe_half_precision(encoder, decoder, self.device)
+            probe_key = f"{encoder_id[:16]}-{decoder_id[:16]}-{device_name(self.device)}-torch{torch.__version__}"
+            self.dtype = safe_half_precision(encoder, decoder, self.device, memo=cache / "fp16-probe.json",
+                                             key=probe_key)
         # Style statistics are computed once per style, in fp32, so the cache is precision-independent.
         self._style_encoder = encoder.to(self.device)
         self.encoder = self._convert(fold_colour_conv(encoder))
@@ -185,8 +197,6 @@ class Stylizer:
         self.compiled = compile
         self._frames_path = self._build_frames_path(compile, cuda_graphs)
         self._alphas: dict[float, torch.Tensor] = {}
-        encoder_id = store.registry.file(entry.encoder).sha256 if not encoder_weights else sha256_of(encoder_path)
-        cache = Path(cache_dir) if cache_dir is not None else user_cache_dir()
         self.bank = StyleBank(self._encode_style, encoder_id[:16], style_size, cache)
         self._color_memo: dict[str, tuple[torch.Tensor, A.StyleStats]] = {}
         log.info("model %s on %s in %s", model, self.device, str(self.dtype).removeprefix("torch."))

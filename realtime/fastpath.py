@@ -21,6 +21,9 @@ from .images import frames_to_tensor, pad_to_multiple, tensor_to_frames
 
 log = logging.getLogger(__name__)
 
+RECOMPILE_LIMIT = 64
+"""Compiled graphs kept per code object: one per model, frame size and tensor kind (batch, inference)."""
+
 
 @torch.no_grad()
 def fold_colour_conv(encoder: nn.Module) -> nn.Module:
@@ -72,15 +75,17 @@ def compile_module(module: nn.Module, device: torch.device) -> Callable[..., tor
     compiles, so every call runs under them. CUDA: inductor's default mode (cuDNN convolutions, fused
     pointwise kernels) without its own CUDA graphs, which CudaGraphRunner provides; max-autotune is left
     out because it benchmarks Triton templates for every convolution at every frame size (minutes).
+    Each frame size is one compiled graph of FramePath.forward, a code object that all Stylizers share, so
+    dynamo's default limit of 8 graphs per code object would silently fall back to eager after a few sizes
+    and models (seen in a GPU bench run: every cd16x row after vgg's was eager).
     """
-    if device.type == "cuda":
-        return torch.compile(module, dynamic=False)
     compiled = torch.compile(module, dynamic=False)
+    settings = {} if device.type == "cuda" else {"freezing": True, "cpp_wrapper": True}
 
-    def run_frozen(*args: torch.Tensor) -> torch.Tensor:
-        with torch._inductor.config.patch(freezing=True, cpp_wrapper=True):
+    def run(*args: torch.Tensor) -> torch.Tensor:
+        with torch._inductor.config.patch(settings), torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
             return compiled(*args)
-    return run_frozen
+    return run
 
 
 @dataclass

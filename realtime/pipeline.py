@@ -64,6 +64,7 @@ class FrameStylizer(Protocol):
 
     def prepare(self, styles: Sequence[StyleSource], controls: StyleControls) -> PreparedStyle: ...
     def stylize(self, frame: np.ndarray, styles: PreparedStyle) -> np.ndarray: ...
+    def warm_up(self, height: int, width: int, prepared: PreparedStyle) -> None: ...
 
 
 class View(Protocol):
@@ -158,6 +159,10 @@ class _Looks:
             entry += int(frame.time // self._plan.cycle_seconds)
         return self._get(entry % len(self._plan.entries))
 
+    def current(self) -> PreparedStyle:
+        """The chosen look, as the first frame will see it."""
+        return self._get(self.controls.entry % len(self._plan.entries))
+
     def apply(self, actions: list[Action]) -> None:
         for action in actions:
             self.controls.apply(action, len(self._plan.entries))
@@ -209,6 +214,8 @@ def run(open_source: Callable[[], Source], stylizer: FrameStylizer, plan: StyleP
         window = view(info)
         if window is not None:
             stack.enter_context(_closing(window))
+        if info.live:  # a new frame size pays for algorithm search and graph capture: before the clock starts
+            stylizer.warm_up(info.height, info.width, looks.current())
         if on_start is not None:
             on_start(info)
         rate = _Rate()

@@ -8,9 +8,11 @@ comes near the limit, `precision auto` falls back to bf16 (same range as fp32) o
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -115,10 +117,21 @@ class _PeakRecorder:
 
 
 def safe_half_precision(encoder: nn.Module, decoder: nn.Module, device: torch.device,
-                        sizes: tuple[tuple[int, int], ...] = PROBE_SIZES) -> torch.dtype:
+                        sizes: tuple[tuple[int, int], ...] = PROBE_SIZES, memo: Path | None = None,
+                        key: str = "") -> torch.dtype:
     """fp16 where the probe finds it safe at these frame sizes, else bf16 where the device computes it,
-    else fp32."""
-    result = fp16_probe(encoder, decoder, device, sizes)
+    else fp32.
+
+    `memo` is a JSON file of earlier probe results by `key` (the weight files' hashes, the device and the
+    torch version): the probe takes seconds on a GPU and its answer only changes with those.
+    """
+    result = _remembered(memo, key)
+    if result is None:
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False,
+                                        deterministic=torch.backends.cudnn.deterministic,
+                                        allow_tf32=torch.backends.cudnn.allow_tf32):
+            result = fp16_probe(encoder, decoder, device, sizes)  # tile shapes seen once: no algorithm search
+        _remember(memo, key, result)
     if result.safe:
         return torch.float16
     fallback = torch.bfloat16 if _has_bf16(device) else torch.float32
@@ -131,3 +144,25 @@ def _has_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu"
+
+
+def _remembered(memo: Path | None, key: str) -> ProbeResult | None:
+    try:
+        found = json.loads(memo.read_text()).get(key) if memo else None
+        return ProbeResult(float(found["peak"]), str(found["layer"]), tuple(found["size"])) if found else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # no memo yet, or an unreadable one: probe again
+
+
+def _remember(memo: Path | None, key: str, result: ProbeResult) -> None:
+    if memo is None:
+        return
+    try:
+        known = json.loads(memo.read_text()) if memo.exists() else {}
+        known[key] = {"peak": result.peak, "layer": result.layer, "size": list(result.size)}
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        partial = memo.with_suffix(".partial")
+        partial.write_text(json.dumps(known, indent=1))
+        partial.replace(memo)
+    except (OSError, ValueError) as exc:
+        log.debug("fp16 probe result not remembered (%s)", exc)

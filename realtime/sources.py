@@ -223,11 +223,17 @@ class _FrameReader:
 
 class ReaderSource:
     """Shared life cycle: subclasses open their input and read a first frame in `__init__`, then call
-    `_start` with a generator of the remaining frames; iteration, stop and close are common."""
+    `_start` with a generator of the remaining frames; iteration, stop and close are common.
+
+    A recording played live starts its reader (and its clock) with the iteration, not at opening, so
+    whatever the caller does in between (opening outputs, warming the model up) costs it no frames.
+    Cameras and streams run on their own clock: their reader starts at once and keeps the newest frame.
+    """
 
     info: SourceInfo
     report: SourceReport
     _reader: _FrameReader | None = None
+    _pending: Callable[[], _FrameReader] | None = None
     _paced = True  # played live, a recording is held to its own clock (cameras and streams keep their own pace)
 
     def _start(self, first: Frame, rest: Callable[[threading.Event], Iterator[Frame]], name: str) -> None:
@@ -235,9 +241,13 @@ class ReaderSource:
             frames = itertools.chain([first], rest(stop))
             yield from _in_real_time(frames, stop) if self.info.live and self._paced else frames
 
-        self._reader = _FrameReader(produce, name=name, latest_only=self.info.live)
+        self._pending = lambda: _FrameReader(produce, name=name, latest_only=self.info.live)
+        if not (self.info.live and self._paced):
+            self._reader, self._pending = self._pending(), None
 
     def __iter__(self) -> Iterator[Frame]:
+        if self._reader is None and self._pending is not None:
+            self._reader, self._pending = self._pending(), None
         while self._reader is not None:
             frame = self._reader.get()
             if frame is None:
@@ -247,11 +257,13 @@ class ReaderSource:
             yield frame
 
     def stop(self) -> None:
+        self._pending = None
         if self._reader is not None:
             self._reader.stop()
 
     def close(self) -> None:
         stopped = True
+        self._pending = None
         if self._reader is not None:
             stopped = self._reader.close()
             self.report.dropped = self._reader.dropped

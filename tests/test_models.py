@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from realtime.errors import UserError
-from realtime.models import VGGEncoder, build_network, load_state_dict
+from realtime.models import VGGEncoder, build_network, load_state_dict, reflect_pad_channels_last
 
 FILES = {"vgg": ("adain-vgg/vgg.pth", "adain-vgg/decoder.pth"), "cd16x": ("cd16x/encoder_relu41.pth",
                                                                            "cd16x/decoder_relu41.pth")}
@@ -67,3 +68,27 @@ def test_wrong_layout_and_garbage_files_are_user_errors(tmp_path, weights_dir):
 def test_state_dict_keys_follow_pytorch_adain_indices():
     keys = set(VGGEncoder().state_dict())
     assert {"0.weight", "2.weight", "29.weight", "29.bias"} <= keys and "30.weight" not in keys
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 5, 7), (2, 3, 2, 2)])
+def test_channels_last_reflection_pad_equals_reflect_padding(shape):
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    padded = reflect_pad_channels_last(x)
+    assert torch.equal(padded, F.pad(x, (1, 1, 1, 1), mode="reflect"))
+    assert padded.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("arch", FILES)
+def test_cuda_inference_blocks_equal_the_reference_path(arch, weights_dir):
+    """Under inference mode on CUDA the padding takes the channels_last slice-copy path; under no_grad the
+    reference reflection_pad2d: the same numbers (fp32, TF32 off so that only the padding differs)."""
+    encoder = build_network("encoder", arch, weights_dir / FILES[arch][0]).cuda().to(memory_format=torch.channels_last)
+    decoder = build_network("decoder", arch, weights_dir / FILES[arch][1]).cuda().to(memory_format=torch.channels_last)
+    x = torch.rand(1, 3, 96, 136, device="cuda").contiguous(memory_format=torch.channels_last)
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False, deterministic=True):
+        with torch.no_grad():
+            reference = decoder(encoder(x))
+        with torch.inference_mode():
+            fast = decoder(encoder(x))
+    assert torch.allclose(fast, reference, rtol=1e-4, atol=1e-4)

@@ -1,6 +1,7 @@
 """Precision paths: fp32 and bf16 agree, nothing overflows at 1080p, the fp16 probe and its fallback,
 and bf16 chosen from what the CPU can do. CUDA paths are marked gpu (skipped without one)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +76,18 @@ def test_fp16_probe_catches_overflow_and_auto_falls_back():
     result = fp16_probe(encoder, decoder, torch.device("cpu"), sizes=((64, 64),))
     assert not result.safe and result.layer.startswith("decoder.")
     assert safe_half_precision(encoder, decoder, torch.device("cpu"), sizes=((64, 64),)) == torch.bfloat16
+
+
+def test_probe_results_are_remembered_by_key(tmp_path):
+    encoder, decoder = networks("cd16x")
+    memo = tmp_path / "fp16-probe.json"
+    cpu = torch.device("cpu")
+    assert safe_half_precision(encoder, decoder, cpu, sizes=((64, 64),), memo=memo, key="a") == torch.float16
+    assert json.loads(memo.read_text())["a"]["layer"].startswith(("encoder.", "decoder."))
+    memo.write_text(json.dumps({"a": {"peak": FP16_MAX, "layer": "decoder.planted", "size": [64, 64]}}))
+    assert safe_half_precision(encoder, decoder, cpu, sizes=((64, 64),), memo=memo, key="a") == torch.bfloat16
+    memo.write_text("not json")  # a damaged memo means a fresh probe, not a failure
+    assert safe_half_precision(encoder, decoder, cpu, sizes=((64, 64),), memo=memo, key="a") == torch.float16
 
 
 def test_auto_precision_follows_the_cpu():

@@ -300,7 +300,8 @@ def _measure_model(cell: _Cell, stylizer: Stylizer, prepared: PreparedStyle) -> 
     """Model-only: a uint8 frame already on the device in, a uint8 frame on the device out
     (conversions, AdaIN and both networks; transfers appear in the stage breakdown)."""
     frame_host = torch.from_numpy(synthetic_frame(cell.height, cell.width))
-    frame = upload(frame_host, cell.device)
+    with torch.inference_mode():  # an inference tensor, as the pipeline's frames are: the same compiled graph
+        frame = upload(frame_host, cell.device)
     timing = time_frames(lambda: stylizer.stylize_uint8(frame, prepared), cell.device, cell.settings)
     if cell.settings.stages:
         timing = replace(timing, stages_ms=_stage_breakdown(stylizer, prepared, frame_host, cell.settings))
