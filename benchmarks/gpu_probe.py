@@ -116,14 +116,11 @@ def _reference_pad(x: torch.Tensor) -> torch.Tensor:
     return F.pad(x, (1, 1, 1, 1), mode="reflect")
 
 
-def _cudnn_conv_relu(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    return torch.cudnn_convolution_relu(models._reflect_pad1(x), conv.weight, conv.bias, [1, 1], [0, 0], [1, 1], 1)
-
-
 VARIANTS = {
-    "reflection_pad2d (NCHW out)": {"_reflect_pad1": _reference_pad},
-    "channels_last pad (shipped)": {},
-    "channels_last pad + cuDNN conv+bias+ReLU": {"_conv_relu": _cudnn_conv_relu},
+    "reflection_pad2d (NCHW out), conv, bias, ReLU": {"_reflect_pad1": _reference_pad,
+                                                      "_cudnn_fuses_relu": lambda x: False},
+    "channels_last pad, conv, bias, ReLU": {"_cudnn_fuses_relu": lambda x: False},
+    "channels_last pad, cuDNN conv+bias+ReLU (shipped)": {},
 }
 """Eager block variants compared in one process: each patches realtime.models' helpers for its run."""
 

@@ -27,11 +27,16 @@ from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 
 from .errors import UserError, first_line
 from .images import IMAGE_SUFFIXES, bgr_to_rgb, fit_size, read_image, resize_to, rotate_rgb
+from .runtime import usable_cpus
 
 log = logging.getLogger(__name__)
 
 STREAM_SCHEMES = ("udp", "rtp", "rtsp", "rtmp", "rtmps", "srt", "tcp", "http", "https", "hls")
 _POLL_S = 0.1  # how often blocked queue operations look at the stop flag
+_DECODE_THREADS = 8
+"""At most this many decoder threads. With frame threading, two damaged packets fewer than a thread count
+apart lose the frames in flight and one error goes unreported: with 16 threads (a 16-core machine) two bad
+packets 12 apart cost 13 frames instead of 3. Eight threads still decode 4K faster than the networks run."""
 _JOIN_S = 3.0
 _END = object()
 # AVColorSpace tags -> swscale matrices (bt709, fcc, bt470bg, smpte170m, smpte240m, bt2020 ncl/cl)
@@ -315,6 +320,7 @@ class FileSource(ReaderSource):
         name = spec.target
         stream = _video_stream(self._container, name)
         stream.thread_type = self._thread_type
+        stream.codec_context.thread_count = min(_DECODE_THREADS, len(usable_cpus()))
         self._stream = stream
         time_base = stream.time_base or Fraction(1, 90000)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate

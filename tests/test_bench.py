@@ -7,6 +7,7 @@ import sys
 import pytest
 
 import cli
+from realtime.bench.machine import nvidia_driver
 from realtime.bench.runner import frame_gflop, parse_size
 from realtime.errors import UserError
 
@@ -95,3 +96,12 @@ def test_flop_counts_match_the_weight_readme():
     assert frame_gflop("cd16x", 256, 256) == pytest.approx(2 * 2.0, rel=0.03)
     assert frame_gflop("cd16x", 512, 512) == pytest.approx(4 * frame_gflop("cd16x", 256, 256), rel=0.001)
     assert frame_gflop("cd16x", 1080, 1920) == pytest.approx(frame_gflop("cd16x", 1080, 1920), rel=0)
+
+
+@pytest.mark.parametrize("banner,version", [
+    ("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (dvs-builder@U22)", "580.159.04"),
+    ("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.104.05  Sat Aug 19 01:15:15 UTC 2023", "535.104.05")])
+def test_nvidia_driver_version_is_read_from_either_banner(tmp_path, banner, version):
+    (tmp_path / "version").write_text(banner + "\nGCC version: gcc 12\n")
+    assert nvidia_driver(tmp_path / "version") == version
+    assert nvidia_driver(tmp_path / "missing") is None

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from clips import pattern, write_audio_only, write_clip, write_corrupt_copy
+from realtime import sources
 from realtime.errors import UserError
 from realtime.sources import CameraSource, ImageSequenceSource, SourceSpec, image_files, open_source
 
@@ -59,7 +60,10 @@ def test_variable_frame_rate_timestamps_are_kept(tmp_path):
     assert times == pytest.approx([s / 30 for s in stamps])
 
 
-def test_corrupt_packets_are_skipped_and_counted(tmp_path):
+@pytest.mark.parametrize("cpus", [2, 16])
+def test_corrupt_packets_are_skipped_and_counted(tmp_path, monkeypatch, cpus):
+    """Also on a many-core machine, where unbounded frame threading lost 13 frames and one of the errors."""
+    monkeypatch.setattr(sources, "usable_cpus", lambda: list(range(cpus)))
     good = write_clip(tmp_path / "good.mp4", frames=30)
     bad = write_corrupt_copy(good, tmp_path / "bad.mkv", bad_packets=(8, 20))
     with open_source(SourceSpec(str(bad))) as source:

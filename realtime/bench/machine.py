@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import statistics
 import threading
 import time
@@ -36,7 +37,7 @@ def environment(device: torch.device) -> dict:
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
         env["cudnn"] = torch.backends.cudnn.version()
-        env["driver"] = _nvidia_driver()
+        env["driver"] = nvidia_driver()
     return env
 
 
@@ -61,11 +62,15 @@ def _cpu_flag_set() -> set[str]:
     return set()
 
 
-def _nvidia_driver() -> str | None:
+def nvidia_driver(version_file: Path = Path("/proc/driver/nvidia/version")) -> str | None:
+    """The NVIDIA driver version from its kernel module's banner, e.g. 'NVRM version: NVIDIA UNIX Open Kernel
+    Module for x86_64  580.159.04  Release Build ...' -> '580.159.04' (the word after 'Module' varies)."""
     try:
-        return Path("/proc/driver/nvidia/version").read_text().split("Kernel Module")[1].split()[0]
+        banner = version_file.read_text().splitlines()[0]
     except (OSError, IndexError):
         return None
+    found = re.search(r"\b(\d+\.\d+(?:\.\d+)?)\b", banner.split("Module", 1)[-1])
+    return found[1] if found else None
 
 
 def matmul_gflops(device: torch.device, dtype: torch.dtype, size: int = ROOFLINE_SIZE, repeats: int = 10) -> float:
