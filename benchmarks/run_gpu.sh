@@ -7,9 +7,10 @@
 # kernel profile), fp16 (with baseline and stages), fp16-model, e2e, compile, compile-model, fp32-bf16.
 #
 # Expects .devcarry/av.tar.xz (the PyAV 18.1.0 manylinux wheel's files) and .devcarry/shared.tar.xz (../shared's
-# weights and media, without media/train) in the repository. Every log, JSON and markdown file goes to $RUN, and
-# after each step all of them are packed into $OUT/results.tgz (the device tool returns at most 8 files). Each
-# step gets what is left of the budget, so a slow step cannot take the results of the others with it.
+# weights and media, without media/train) in the repository: `bash benchmarks/pack_gpu_carry.sh` makes both.
+# Every log, JSON and markdown file goes to $RUN, and after each step all of them are packed into
+# $OUT/results.tgz (the device tool returns at most 8 files). Each step gets what is left of the budget, so a
+# slow step cannot take the results of the others with it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-out}
