@@ -74,8 +74,10 @@ def fp16_probe(encoder: nn.Module, decoder: nn.Module, device: torch.device,
     worst = ProbeResult(0.0, "", (0, 0))
     for size in sizes:
         peaks: dict[str, float] = {}
+        # no_grad, not inference_mode: the inference-only fast blocks (fused conv+ReLU) bypass the Conv2d
+        # modules, and with them the hooks that record the peaks
         with _PeakRecorder(encoder16, "encoder", peaks), _PeakRecorder(decoder16, "decoder", peaks), \
-                torch.inference_mode():
+                torch.no_grad():
             frame = probe_frame(*size, device).to(torch.float16).contiguous(memory_format=torch.channels_last)
             feats = encode_tiled(encoder16, frame, tile)
             probe_stats = A.channel_stats(feats)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from realtime import adain as A
+from realtime import adain as A, models
 from realtime.engine import Stylizer, cpu_has_native_bf16, select_precision
 from realtime.images import read_image, resize_to
 from realtime.models import build_network
@@ -67,6 +67,15 @@ def test_fp16_probe_finds_the_shipped_networks_safe(arch):
     result = fp16_probe(encoder, decoder, torch.device("cpu"), sizes=((128, 192),))
     assert result.safe and 1.0 < result.peak < FP16_MAX / HEADROOM
     assert result.layer.startswith(("encoder.", "decoder."))
+
+
+def test_fp16_probe_sees_every_conv_where_inference_mode_would_fuse_them(monkeypatch):
+    """The fused conv+ReLU of the inference path skips the Conv2d modules' hooks: the probe must not take it
+    (simulated on the CPU by fusing whenever inference mode is on)."""
+    encoder, decoder = networks("cd16x")
+    expected = fp16_probe(encoder, decoder, torch.device("cpu"), sizes=((64, 64),))
+    monkeypatch.setattr(models, "_fuses_relu", lambda x: torch.is_inference_mode_enabled())
+    assert fp16_probe(encoder, decoder, torch.device("cpu"), sizes=((64, 64),)) == expected
 
 
 def test_fp16_probe_catches_overflow_and_auto_falls_back():
