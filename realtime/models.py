@@ -54,19 +54,21 @@ def _reflect_pad1(x: torch.Tensor) -> torch.Tensor:
     """Reflection padding by 1. CUDA's reflection_pad2d writes NCHW whatever its input's layout, so the
     channels_last conv after it pays a layout copy (vgg fp16 at 1920x1080 on an H100: 57 % of GPU time in
     copies); there, a channels_last activation is padded by slice copies instead. Inference only (no
-    in-place writes under autograd), and not under torch.compile, which fuses the padding itself (checked
-    first: on an H100, asking for the inference mode or the layout while compiling split vgg into a graph per
-    block and halved its compiled speed at 1920x1080, 183 -> 102 fps)."""
-    if torch.compiler.is_compiling():  # first: the other checks break the compiled graph at every block
-        return F.pad(x, (1, 1, 1, 1), mode="reflect")
-    if _pads_channels_last(x):
+    in-place writes under autograd), and not under torch.compile, which fuses the padding itself."""
+    if _eager_inference() and _pads_channels_last(x):
         return reflect_pad_channels_last(x)
     return F.pad(x, (1, 1, 1, 1), mode="reflect")
 
 
 def _pads_channels_last(x: torch.Tensor) -> bool:
-    return (x.device.type == "cuda" and torch.is_inference_mode_enabled()
-            and x.is_contiguous(memory_format=torch.channels_last))
+    return x.device.type == "cuda" and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _eager_inference() -> bool:
+    """Under torch.inference_mode and not being traced by torch.compile: where the inference-only fast blocks
+    run. Compiling is asked first: asking for the inference mode (or a layout) inside a compiled region splits
+    its graph at every block (on an H100 that halved vgg's compiled speed at 1920x1080, 183 -> 102 fps)."""
+    return not torch.compiler.is_compiling() and torch.is_inference_mode_enabled()
 
 
 def _fuses_relu(x: torch.Tensor) -> bool:
@@ -74,9 +76,7 @@ def _fuses_relu(x: torch.Tensor) -> bool:
     writes its output: one full pass over the activation less; cd16x encoder at 1280x720 in bf16 ~1.4x
     faster). Not where gradients may be needed (no backward), nor under torch.compile (which fuses them
     itself, with pre-packed weights). Forward hooks on the Conv2d modules do not run on this path."""
-    if torch.compiler.is_compiling():  # first: the other checks would break the compiled graph
-        return False
-    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and torch.is_inference_mode_enabled()
+    return (_eager_inference() and x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
             and torch.backends.mkldnn.is_available())
 
 
@@ -84,10 +84,8 @@ def _cudnn_fuses_relu(x: torch.Tensor) -> bool:
     """Under torch.inference_mode on CUDA in fp16/bf16, conv + bias + ReLU run as one cuDNN call instead of a
     conv, a bias add and a ReLU, each a full pass over the activation (1920x1080 fp16 on an H100, eager with
     the channels_last padding: vgg 80 -> 117 fps, cd16x 271 -> 357). Not under torch.compile, which fuses
-    them itself."""
-    if torch.compiler.is_compiling():  # first, as in _reflect_pad1
-        return False
-    return x.device.type == "cuda" and x.dtype in (torch.float16, torch.bfloat16) and torch.is_inference_mode_enabled()
+    them itself; forward hooks on the Conv2d modules do not run on this path either."""
+    return _eager_inference() and x.device.type == "cuda" and x.dtype in (torch.float16, torch.bfloat16)
 
 
 def _upsample(x: torch.Tensor) -> torch.Tensor:
