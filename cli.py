@@ -21,13 +21,13 @@ from realtime.bench.runner import MODES, NAMED_SIZES, BenchRecord, BenchSettings
 from realtime.engine import DEVICES, PRECISIONS, PRESERVE_COLOR, StyleControls, Stylizer
 from realtime.errors import UserError
 from realtime.image_batch import ImageJob, run_image_job
-from realtime.pipeline import StylePlan
-from realtime.sinks import CODECS, EncoderSettings
-from realtime.video_jobs import Framing, JobResult, LiveJob, VideoJob, run_live_job, run_video_job
 from realtime.images import write_image
 from realtime.metrics import EvalSettings, Evaluator, write_report
+from realtime.pipeline import StylePlan
+from realtime.sinks import CODECS, EncoderSettings
 from realtime.train import STYLE_STATS, TrainingDiverged, TrainSettings, train
 from realtime.ui import console
+from realtime.video_jobs import Framing, JobResult, LiveJob, VideoJob, run_live_job, run_video_job
 from realtime.weights import WeightStore
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -328,9 +328,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     store = WeightStore()
     for model in models:  # unknown names fail before any image is read
         store.registry.model(model)
-    for path in (args.json, args.sheet):
-        if path is not None and path.exists() and not args.overwrite:
-            raise UserError(f"{path}: output exists; pass --overwrite to replace it")
+    report.check_outputs((args.json, args.sheet), args.overwrite)
     evaluator = Evaluator(EvalSettings(tuple(args.content), tuple(args.styles), size=args.size,
                                        style_size=args.style_size, device=args.device, precision=args.precision,
                                        cell=args.cell), store)

@@ -24,22 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from realtime import models  # noqa: E402
-from realtime.bench.runner import frame_gflop, parse_size, synthetic_frame  # noqa: E402
+from realtime.bench.machine import matmul_gflops  # noqa: E402
+from realtime.bench.runner import (BenchSettings, frame_gflop, parse_size, synthetic_frame,  # noqa: E402
+                                   time_frames)
 from realtime.engine import Stylizer  # noqa: E402
 from realtime.weights import WeightStore  # noqa: E402
-
-
-def matmul_tflops(dtype: torch.dtype, n: int = 8192, repeats: int = 10) -> float:
-    """Dense n x n x n matmul rate on the card (the practical tensor-core ceiling for this dtype)."""
-    a, b = torch.randn(n, n, device="cuda", dtype=dtype), torch.randn(n, n, device="cuda", dtype=dtype)
-    for _ in range(3):
-        a @ b
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    torch.cuda.synchronize()
-    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e12
 
 
 def try_nvenc(codec: str, path: Path) -> str:
@@ -85,7 +74,7 @@ def environment() -> None:
             "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
             "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32}
     for name, dtype in (("fp16", torch.float16), ("bf16", torch.bfloat16), ("fp32", torch.float32)):
-        info[f"matmul_8192_{name}_tflops"] = round(matmul_tflops(dtype), 1)
+        info[f"matmul_8192_{name}_tflops"] = round(matmul_gflops(torch.device("cuda"), dtype, size=8192) / 1000, 1)
     print(json.dumps(info, indent=1))
     import av
     from av.codec.hwaccel import hwdevices_available
@@ -101,15 +90,11 @@ def environment() -> None:
         print("decode", clip.name, "nvdec" if hwaccel else "cpu", decode_fps(clip, hwaccel))
 
 
-def time_frames(stylizer: Stylizer, frame: torch.Tensor, prepared, count: int = 50) -> float:
-    for _ in range(5):
-        stylizer.stylize_uint8(frame, prepared)
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(count):
-        stylizer.stylize_uint8(frame, prepared)
-    torch.cuda.synchronize()
-    return count / (time.perf_counter() - start)
+def stylized_fps(stylizer: Stylizer, frame: torch.Tensor, prepared, frames: int = 50) -> float:
+    """Frames per second of the engine's per-frame path on a frame already on the GPU."""
+    timing = time_frames(lambda: stylizer.stylize_uint8(frame, prepared), stylizer.device,
+                         BenchSettings(iters=frames, warmup=5))
+    return timing.fps
 
 
 def _reference_pad(x: torch.Tensor) -> torch.Tensor:
@@ -138,7 +123,7 @@ def profile(models_to_run: list[str], size: str) -> None:
                 for attr, function in patches.items():
                     setattr(models, attr, function)
                 stylizer = Stylizer(model, "cuda", "fp16")
-                fps = time_frames(stylizer, frame, stylizer.prepare(style))
+                fps = stylized_fps(stylizer, frame, stylizer.prepare(style))
                 print(f"{model} {width}x{height} fp16 eager, {name}: {fps:.1f} fps, {gflop * fps / 1000:.1f} TFLOP/s")
             except Exception as exc:  # noqa: BLE001 - a variant that fails is reported, the others still run
                 print(f"{model} {width}x{height} fp16 eager, {name}: failed: {type(exc).__name__}: {exc}"[:300])
@@ -147,7 +132,7 @@ def profile(models_to_run: list[str], size: str) -> None:
                     setattr(models, attr, function)
     stylizer = Stylizer(models_to_run[0], "cuda", "fp16", cuda_graphs=False)
     prepared = stylizer.prepare(style)
-    time_frames(stylizer, frame, prepared, count=5)
+    stylized_fps(stylizer, frame, prepared, frames=5)  # warm-up
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU,
                                             torch.profiler.ProfilerActivity.CUDA]) as prof:
         for _ in range(10):

@@ -8,7 +8,7 @@ converted back to uint8 on the device before it is downloaded.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -23,7 +23,7 @@ from .images import frames_to_tensor, pad_to_multiple, tensor_to_frames
 from .models import build_network
 from .precision import safe_half_precision
 from .runtime import (available_memory, configure_cpu_threads, configure_cuda, download, reuse_freed_host_memory,
-                      upload)
+                      synchronize, upload)
 from .styles import StyleBank, StyleImage, StyleSource, style_name
 from .tiling import MIN_TILE, STRIDE, auto_tile_size, decode_tiled, encode_tiled
 from .weights import WeightStore, sha256_of, user_cache_dir
@@ -297,8 +297,7 @@ class Stylizer:
         blank = torch.zeros(height, width, 3, dtype=torch.uint8)
         for _ in range(frames):
             self.stylize_uint8(blank, prepared)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        synchronize(self.device)
 
     # ------------------------------------------------------------------ tiling
     def _tile_cells(self, height: int, width: int) -> int | None:

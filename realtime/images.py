@@ -7,8 +7,6 @@ the stylized result (the networks see RGB only).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import UserError, first_line
+from .files import write_atomically
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
 ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")
@@ -81,13 +80,7 @@ def write_image(path: str | Path, rgb: np.ndarray, alpha: np.ndarray | None = No
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise UserError(f"{path}: unknown image extension {path.suffix!r}; use .png or .jpg")
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            image.save(out, format=fmt, **options)
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+    write_atomically(path, lambda out: image.save(out, format=fmt, **options))
 
 
 def resize_shorter_side(rgb: np.ndarray, size: int) -> np.ndarray:

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import statistics
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,9 +24,11 @@ import torch
 
 from .engine import Stylizer, select_device
 from .errors import UserError
+from .files import write_atomically
 from .images import tensor_to_frames
 from .losses import LossNetwork, adain_target, content_loss, style_loss
 from .models import build_network
+from .runtime import synchronize
 from .sheets import compose_grid, fit_cell
 from .train_data import ImageSet, load_image_set
 from .ui import item_progress
@@ -139,10 +139,10 @@ class Evaluator:
                     tiles: dict[tuple[int, int], np.ndarray]) -> PairScore:
         x = self._float(self.contents.images[c]).to(stylizer.dtype)
         with torch.inference_mode():
-            _synchronize(self.device)
+            synchronize(self.device)
             start = time.perf_counter()
             output = stylizer.stylize_images(x, prepared)
-            _synchronize(self.device)
+            synchronize(self.device)
             seconds = time.perf_counter() - start
             target = adain_target(self.content_relu4_1[c], self.style_targets[s])
             features = self.loss_net.vgg.features(output.float())
@@ -168,14 +168,7 @@ def write_report(path: Path, evaluator: Evaluator, results: Sequence[ModelScores
     """All figures (per model and per pair) as JSON, written atomically."""
     report = {"settings": asdict(evaluator.settings), "contents": evaluator.content_names,
               "styles": evaluator.style_names, "models": {r.model: r.summary() for r in results}}
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump(report, out, indent=1)
-            out.write("\n")
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+    write_atomically(path, lambda out: out.write(json.dumps(report, indent=1) + "\n"), mode="w")
 
 
 def _multiple_of_8(images: ImageSet) -> ImageSet:
@@ -186,8 +179,3 @@ def _multiple_of_8(images: ImageSet) -> ImageSet:
         top, left = (height % 8) // 2, (width % 8) // 2
         cropped.append(image[:, top:top + height - height % 8, left:left + width - width % 8].contiguous())
     return ImageSet(images.paths, tuple(cropped))
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

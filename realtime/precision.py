@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from . import adain as A
+from .files import write_atomically
 from .tiling import decode_tiled, encode_tiled
 
 log = logging.getLogger(__name__)
@@ -163,8 +164,6 @@ def _remember(memo: Path | None, key: str, result: ProbeResult) -> None:
         known = json.loads(memo.read_text()) if memo.exists() else {}
         known[key] = {"peak": result.peak, "layer": result.layer, "size": list(result.size)}
         memo.parent.mkdir(parents=True, exist_ok=True)
-        partial = memo.with_suffix(".partial")
-        partial.write_text(json.dumps(known, indent=1))
-        partial.replace(memo)
+        write_atomically(memo, lambda out: out.write(json.dumps(known, indent=1)), mode="w")
     except (OSError, ValueError) as exc:
         log.debug("fp16 probe result not remembered (%s)", exc)

@@ -126,6 +126,14 @@ def _host_available_memory() -> int | None:
     return available
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device`, so that a wall-clock reading covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
 def upload(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Host frames to `device`; on CUDA through page-locked memory with a non-blocking copy, so the
     transfer runs by DMA while the host goes on (the caching host allocator reuses the staging block)."""

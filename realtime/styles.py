@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Union
@@ -20,6 +18,7 @@ import numpy as np
 import torch
 
 from .adain import StyleStats
+from .files import write_atomically
 from .images import read_image, resize_shorter_side
 from .weights import sha256_of
 
@@ -119,10 +118,7 @@ class StyleBank:
             return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".partial")
-            with os.fdopen(handle, "wb") as out:
-                torch.save({"mean": stats.mean, "std": stats.std}, out)
-            os.replace(tmp, path)
+            write_atomically(path, lambda out: torch.save({"mean": stats.mean, "std": stats.std}, out))
         except OSError as exc:  # a read-only cache slows later runs but must not fail this one
             log.warning("cannot write style cache %s (%s)", path, exc)
 

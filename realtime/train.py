@@ -24,9 +24,7 @@ import csv
 import dataclasses
 import logging
 import math
-import os
 import signal
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -40,6 +38,7 @@ from rich.progress import TextColumn
 from . import adain as A
 from .engine import select_device, select_precision
 from .errors import UserError
+from .files import write_atomically
 from .images import tensor_to_frames, write_image
 from .losses import LossNetwork, Losses, Targets, adain_target
 from .models import build_network
@@ -435,13 +434,7 @@ class _CsvLog:
 
 def _atomic_save(obj: object, path: Path) -> None:
     """torch.save into a temporary file beside `path`, then rename: readers never see half a file."""
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            torch.save(obj, out)
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+    write_atomically(path, lambda out: torch.save(obj, out))
 
 
 def train(settings: TrainSettings, store: WeightStore | None = None) -> TrainResult:

@@ -1,7 +1,5 @@
 """The networks load the shared weight files with their exact layouts, and accept the upstream files users have."""
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F

@@ -4,7 +4,6 @@ and bf16 chosen from what the CPU can do. CUDA paths are marked gpu (skipped wit
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 

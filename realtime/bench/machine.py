@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from ..runtime import synchronize
+
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "neon", "asimd")
 """CPU features that decide which kernels torch can use; the environment record lists those present."""
 
@@ -81,20 +83,15 @@ def matmul_gflops(device: torch.device, dtype: torch.dtype, size: int = ROOFLINE
     b = torch.randn(size, size, generator=generator).to(device, dtype)
     times = []
     for index in range(repeats + 2):
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         torch.mm(a, b)
-        _sync(device)
+        synchronize(device)
         if index >= 2:
             times.append(time.perf_counter() - start)
     return 2 * size ** 3 / statistics.median(times) / 1e9
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 class PeakMemory:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import gc
 import logging
 import re
-import statistics
 import time
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
@@ -24,7 +23,7 @@ from ..errors import UserError
 from ..fastpath import compile_module
 from ..images import frames_to_tensor, pad_to_multiple, read_image, resize_to, tensor_to_frames
 from ..models import build_network
-from ..runtime import configure_cpu_threads, download, upload
+from ..runtime import configure_cpu_threads, download, synchronize, upload
 from ..weights import WeightStore
 from .baseline import NaiveLoop
 from .machine import PeakMemory, environment, matmul_gflops
@@ -137,14 +136,6 @@ class Timing:
         ms = np.asarray(latencies_s) * 1000
         return cls(1000 / float(ms.mean()), float(np.percentile(ms, 50)), float(np.percentile(ms, 95)),
                    len(ms), warmup_s, peak_mem_mb)
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for queued device work, so a wall-clock reading covers it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 def time_frames(run_frame: Callable[[], object], device: torch.device, settings: BenchSettings) -> Timing:
