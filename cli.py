@@ -35,6 +35,17 @@ log = logging.getLogger("adain")
 
 
 # --------------------------------------------------------------------------- argument types
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends an option's default to its help, unless there is none to show (None, off) or the help
+    already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def unit_interval(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -183,7 +194,7 @@ def add_frames_command(commands: argparse._SubParsersAction, name: str, run: Cal
                        help: str, description: str) -> argparse.ArgumentParser:
     """A subcommand that stylizes frames: style, model, frame and encoder options, then its own."""
     parser = commands.add_parser(name, help=help, description=description,
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                 formatter_class=HelpFormatter)
     add_style_options(parser)
     add_model_options(parser)
     add_frame_options(parser)
@@ -359,13 +370,13 @@ def _files_of(store: WeightStore, name: str) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adain", description="Real-time arbitrary style transfer (AdaIN) for images, video files, cameras "
-                                  "and streams.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                  "and streams.", formatter_class=HelpFormatter)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     image = commands.add_parser(
-        "image", help="stylize image files", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "image", help="stylize image files", formatter_class=HelpFormatter,
         description="Stylize images. Transparency is kept in PNG/WebP/TIFF outputs and dropped (with a warning) "
                     "in JPEG ones; grayscale, palette, CMYK and 16-bit inputs are converted to 8-bit RGB; EXIF "
                     "orientation is applied.")
@@ -428,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser(
         "bench", help="measure frames per second per model, size, precision and device",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Measure model-only fps (median and p95 latency, stage breakdown, peak memory), the naive "
                     "loop peer projects use (fp32, NCHW, style re-encoded per frame) and the end-to-end video "
                     "pipeline, in the same run. Every figure is also given as achieved GFLOP/s against a dense "
@@ -465,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
 def add_train_parser(commands: argparse._SubParsersAction) -> None:
     train_cmd = commands.add_parser(
         "train", help="train a decoder for an encoder with the paper's objective",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Train an AdaIN decoder (Huang & Belongie 2017): content loss at relu4_1 against the AdaIN "
                     "target, style loss on channel means and stds at relu1_1..relu4_1, both measured by the "
                     "normalised VGG-19 whatever the encoder. Images are resized to --load-size on their shorter "
@@ -522,7 +533,7 @@ def add_train_parser(commands: argparse._SubParsersAction) -> None:
 def add_eval_parser(commands: argparse._SubParsersAction) -> None:
     eval_cmd = commands.add_parser(
         "eval", help="content and style losses and fps of models over content x style pairs",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Stylize every content with every style and report the paper's content loss (relu4_1 of the "
                     "output against the AdaIN target, in VGG space) and style loss (channel means and stds at "
                     "relu1_1..relu4_1), both measured by the normalised VGG-19 and averaged over all pairs, and "

@@ -100,3 +100,14 @@ def test_console_script_exit_code_and_no_traceback(tmp_path, style):
                              "--style", style], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 2
     assert "junk.jpg: not an image file" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["image", "video", "live", "bench", "train", "eval", "weights"])
+def test_help_shows_only_real_defaults(command):
+    """Every option's help names its default where it has one, and never pads it with "(default: None)"."""
+    parser = cli.build_parser()
+    subparser = parser._subparsers._group_actions[0].choices[command]
+    text = " ".join(subparser.format_help().split())
+    assert "(default: None)" not in text and "(default: False)" not in text
+    if command == "video":
+        assert "--pix-fmt FMT pixel format" in text and "(default: yuv420p)" in text
