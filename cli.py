@@ -26,7 +26,7 @@ from realtime.metrics import EvalSettings, Evaluator, write_report
 from realtime.pipeline import StylePlan
 from realtime.sinks import CODECS, EncoderSettings
 from realtime.train import STYLE_STATS, TrainingDiverged, TrainSettings, train
-from realtime.ui import console
+from realtime.ui import console, print_wide
 from realtime.video_jobs import Framing, JobResult, LiveJob, VideoJob, run_live_job, run_video_job
 from realtime.weights import WeightStore
 
@@ -302,7 +302,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                       f"p50 {record.latency_ms_p50:.1f} ms, {record.pct_of_roofline:.0f}% of roofline", highlight=False)
 
     records = run_bench(settings, show, end_to_end=measure_end_to_end)
-    console.print(report.rich_table(records), width=max(console.width, 150))  # 13 columns: never squeezed
+    print_wide(report.rich_table(records), 150)  # 13 columns: never squeezed
     if args.json:
         report.write_json(args.json, records)
     if args.markdown:

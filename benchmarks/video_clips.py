@@ -20,7 +20,7 @@ from rich.table import Table
 from realtime.engine import Stylizer
 from realtime.pipeline import StylePlan
 from realtime.sources import SourceSpec, open_source
-from realtime.ui import console
+from realtime.ui import console, print_wide
 from realtime.video_jobs import VideoJob, run_video_job
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
@@ -70,7 +70,7 @@ def main() -> None:
                   "networks ms/frame (in the run)", title="adain video on the shared clips")
     for row in rows:
         table.add_row(*(str(value) for value in row.values()))
-    console.print(table, width=max(console.width, 150))  # 9 columns: never squeezed
+    print_wide(table, 150)  # 9 columns: never squeezed
     console.print_json(json.dumps(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

@@ -30,7 +30,7 @@ def check_schema(records: list) -> None:
         assert record["environment"]["torch"] and record["environment"]["threads"] >= 1
 
 
-def test_bench_writes_json_and_markdown(tmp_path):
+def test_bench_writes_json_and_markdown(tmp_path, capsys):
     json_path, markdown_path = tmp_path / "bench.json", tmp_path / "bench.md"
     code = cli.main([*TINY, "--device", "cpu", "--modes", "baseline,model", "--precision", "fp32,bf16",
                      "--json", str(json_path), "--markdown", str(markdown_path)])
@@ -46,6 +46,8 @@ def test_bench_writes_json_and_markdown(tmp_path):
     table = markdown_path.read_text().splitlines()
     assert table[0].startswith("| model | size | device | precision | mode | fps |")
     assert sum(line.startswith("| cd16x | 64x48 |") for line in table) == 3 + 2  # results + stage rows
+    screen = capsys.readouterr().err  # the rich table, on an 80-column console here: not squeezed into it
+    assert "% roofline" in screen and "x baseline" in screen and "peak MB" in screen and "…" not in screen
 
 
 def test_bench_end_to_end_through_the_video_pipeline(tmp_path):
