@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Pack what run_gpu.sh needs on a GPU machine without a package registry into .devcarry/ (git-ignored):
 #   av.tar.xz      the files of PyAV's manylinux wheel (xz: 25 MB instead of the wheel's 36 MB)
-#   shared.tar.xz  ../shared's weights and media without media/train (19 MB)
-# Together with the tree they stay under the device tool's 64 MiB. Run from anywhere; takes ~2 minutes.
+#   shared.tar.xz  what the steps read from ../shared:
+#     bash benchmarks/pack_gpu_carry.sh            tests and benchmarks: all weights and media but media/train (19 MB)
+#     bash benchmarks/pack_gpu_carry.sh training   the train and eval steps: the weights of vgg and cd16x, the
+#                                                  evaluation images and media/train (36 MB)
+# Either way, with the tree they stay under the device tool's 64 MiB. Run from anywhere; takes ~2 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${REALTIME_ADAIN_SHARED:-../shared}
@@ -16,6 +19,11 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
 mkdir "$work/site"
 python3 -m zipfile -e "$work"/av-*.whl "$work/site"
 tar -C "$work/site" -cf - . | xz -9 -T2 >.devcarry/av.tar.xz
-tar -C "$SHARED" -cf - weights media/content media/styles media/video media/README.md media/LICENSES.md README.md |
+if [[ ${1:-validation} == training ]]; then
+    parts=(weights/adain-vgg/vgg.pth weights/adain-vgg/decoder.pth weights/cd16x media/train)
+else
+    parts=(weights media/video)
+fi
+tar -C "$SHARED" -cf - "${parts[@]}" media/content media/styles media/README.md media/LICENSES.md README.md |
     xz -6 -T2 >.devcarry/shared.tar.xz
 ls -l .devcarry

@@ -4,10 +4,14 @@
 #   bash benchmarks/run_gpu.sh [BUDGET_SECONDS] [STEPS]
 #
 # STEPS (comma-separated, in order; default: all of the first run's): env (versions, matmul peak, NVENC/NVDEC), tests, ab (eager block variants A/B and a
-# kernel profile), fp16 (with baseline and stages), fp16-model, e2e, compile, compile-model, fp32-bf16.
+# kernel profile), fp16 (with baseline and stages), fp16-model, e2e, compile, compile-model, fp32-bf16;
+# train (issue 5: train the cd16x AdaIN decoder for $TRAIN_SECONDS, default 420, from the shipped one, at the
+# paper's batch 8 of 256 px crops; SIGTERM at the limit saves the run) and eval (the shipped and the new decoder on
+# the held-out 8 x 12 images).
 #
 # Expects .devcarry/av.tar.xz (the PyAV 18.1.0 manylinux wheel's files) and .devcarry/shared.tar.xz (../shared's
-# weights and media, without media/train) in the repository: `bash benchmarks/pack_gpu_carry.sh` makes both.
+# weights and media) in the repository: `bash benchmarks/pack_gpu_carry.sh` makes both (with `training` for the
+# train and eval steps, which need media/train). Without av.tar.xz, the machine's own PyAV is used.
 # Every log, JSON and markdown file goes to $RUN, and after each step all of them are packed into
 # $OUT/results.tgz (the device tool returns at most 8 files). Each step gets what is left of the budget, so a
 # slow step cannot take the results of the others with it.
@@ -35,9 +39,11 @@ step() {  # step NAME SECONDS COMMAND...: run with the smaller of SECONDS and th
 # Install: no registry is reachable there, so PyAV comes as its wheel's files and the project installs
 # without dependencies (torch, numpy, opencv, rich, pytest and matplotlib are the machine's own).
 mkdir -p /tmp/site /tmp/shared
-tar -xJf .devcarry/av.tar.xz -C /tmp/site
+if [[ -f .devcarry/av.tar.xz ]]; then
+    tar -xJf .devcarry/av.tar.xz -C /tmp/site
+    export PYTHONPATH=/tmp/site
+fi
 tar -xJf .devcarry/shared.tar.xz -C /tmp/shared
-export PYTHONPATH=/tmp/site
 export REALTIME_ADAIN_SHARED=/tmp/shared REALTIME_ADAIN_WEIGHTS=/tmp/shared/weights
 step install 60 python3 -m pip install --no-deps --no-build-isolation -e .
 nvidia-smi >"$RUN/nvidia-smi.txt" 2>&1
@@ -64,6 +70,15 @@ for name in ${STEPS//,/ }; do
             --json "$RUN/gpu-compile-model.json" --markdown "$RUN/gpu-compile-model.md" ;;
     fp32-bf16) step bench-fp32-bf16 90 "${BENCH[@]}" --precision fp32,bf16 --modes model --no-stages \
             --json "$RUN/gpu-fp32-bf16.json" --markdown "$RUN/gpu-fp32-bf16.md" ;;
+    train) step train-cd16x "${TRAIN_SECONDS:-420}" python3 cli.py train --encoder cd16x --init-decoder cd16x \
+            --content /tmp/shared/media/train/content --styles /tmp/shared/media/train/styles --style-stats image \
+            --crop 256 --batch-size 8 --ema 0.999 --iters 1000000 --save-every 250 --sample-every 1000 \
+            --out "$RUN/cd16x-gpu" ;;
+    eval) EVAL=(python3 cli.py eval --model cd16x --content /tmp/shared/media/content --styles /tmp/shared/media/styles
+                --size 384 --style-size 512)
+          step eval-shipped 120 "${EVAL[@]}" --json "$RUN/eval-cd16x-shipped.json"
+          step eval-trained 120 "${EVAL[@]}" --decoder-weights "$RUN/cd16x-gpu/decoder.pth" \
+              --json "$RUN/eval-cd16x-gpu.json" ;;
     *) echo "unknown step $name" >&2 ;;
     esac
 done
