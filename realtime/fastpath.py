@@ -101,7 +101,7 @@ class CudaGraphRunner:
 
     A shape is captured the second time it is seen (one-off image sizes stay eager); the `keep` most
     recent graphs are kept. Outputs are copied out of the graph's static buffer, so callers may hold
-    them while the next frame runs. UNMEASURED: written without a GPU; issue 7 validates it.
+    them while the next frame runs. Tested on an H100 (issue 7): replay equal to eager, captured once.
     """
 
     def __init__(self, function: Callable[..., torch.Tensor], keep: int = 2, warmup: int = 2) -> None:
