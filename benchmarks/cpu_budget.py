@@ -12,7 +12,6 @@ with each output's size and PSNR against the stylized frames, and prints that ce
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import tempfile
 import time
@@ -24,14 +23,13 @@ from rich.table import Table
 
 from realtime.engine import Stylizer
 from realtime.sinks import EncoderSettings, VideoFileSink
-from realtime.sources import Frame, SourceSpec, open_source
-from realtime.ui import console, print_wide
+from realtime.sources import Frame, SourceInfo, SourceSpec, open_source
+from video_clips import CLIPS, MEDIA, show_rows
 
-MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
-CLIP = "video/bbb_1280x720_25fps_aac_5.1.mp4"
+CLIP = CLIPS["1280x720"]
 
 
-def decode(clip: Path, count: int, start: float) -> tuple[list[Frame], float, object]:
+def decode(clip: Path, count: int, start: float) -> tuple[list[Frame], float, SourceInfo]:
     """`count` frames from `start` seconds on, and the CPU milliseconds per frame of decoding the clip to RGB
     (from `start` to its end, so frames read ahead by the decode thread are counted too)."""
     cpu = time.process_time()
@@ -50,7 +48,7 @@ def stylize(stylizer: Stylizer, style: Path, frames: list[Frame]) -> tuple[list[
     return outputs, 1000 * (time.process_time() - cpu) / len(frames), 1000 * (time.perf_counter() - wall) / len(frames)
 
 
-def encode(frames: list[Frame], outputs: list[np.ndarray], info: object, preset: str, path: Path) -> dict:
+def encode(frames: list[Frame], outputs: list[np.ndarray], info: SourceInfo, preset: str, path: Path) -> dict:
     """Encode through the tool's file sink with one x264 preset: CPU ms per frame, kB per frame, PSNR."""
     start = time.process_time()
     with VideoFileSink(path, EncoderSettings(preset=preset, audio=False), info, overwrite=True) as sink:
@@ -90,10 +88,7 @@ def main() -> None:
     for row in rows:
         table.add_row(row["preset"], str(row["decode_cpu_ms"]), f"{row['networks_cpu_ms']} ({row['networks_wall_ms']})",
                       str(row["encode_cpu_ms"]), str(row["kb_per_frame"]), str(row["psnr_db"]), str(row["ceiling_ratio"]))
-    print_wide(table, 120)  # 7 columns: never squeezed
-    console.print_json(json.dumps(rows))
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    show_rows(table, rows, args.json)
 
 
 if __name__ == "__main__":

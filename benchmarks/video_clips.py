@@ -54,6 +54,14 @@ def measure(model: str, size: str, style: Path, media: Path, compile: bool, out_
             "networks_ms_per_frame": round(1000 * run.stylize_seconds / max(1, run.frames_out), 1)}
 
 
+def show_rows(table: Table, rows: list[dict], json_path: Path | None) -> None:
+    """The table at full width on screen, the rows as JSON after it, and in `json_path` if given."""
+    print_wide(table, 150)
+    console.print_json(json.dumps(rows))
+    if json_path:
+        json_path.write_text(json.dumps(rows, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--media", type=Path, default=MEDIA, help="the shared media folder (default: ../shared/media)")
@@ -70,10 +78,7 @@ def main() -> None:
                   "networks ms/frame (in the run)", title="adain video on the shared clips")
     for row in rows:
         table.add_row(*(str(value) for value in row.values()))
-    print_wide(table, 150)  # 9 columns: never squeezed
-    console.print_json(json.dumps(rows))
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    show_rows(table, rows, args.json)
 
 
 if __name__ == "__main__":
