@@ -92,8 +92,6 @@ def matmul_gflops(device: torch.device, dtype: torch.dtype, size: int = ROOFLINE
     return 2 * size ** 3 / statistics.median(times) / 1e9
 
 
-
-
 class PeakMemory:
     """Context manager for a peak-memory reading: CUDA's max-allocated statistic on a GPU; elsewhere the
     process's resident set size, sampled by a thread every `interval_s` (short spikes between two
