@@ -9,9 +9,12 @@
 # paper's batch 8 of 256 px crops; SIGTERM at the limit saves the run) and eval (the shipped and the new decoder on
 # the held-out 8 x 12 images).
 #
-# Expects .devcarry/av.tar.xz (the PyAV 18.1.0 manylinux wheel's files) and .devcarry/shared.tar.xz (../shared's
-# weights and media) in the repository: `bash benchmarks/pack_gpu_carry.sh` makes both (with `training` for the
-# train and eval steps, which need media/train). Without av.tar.xz, the machine's own PyAV is used.
+# Expects $CARRY/av.tar.xz (the PyAV 18.1.0 manylinux wheel's files) and $CARRY/shared.tar.xz (../shared's
+# weights and media) in the repository: `bash benchmarks/pack_gpu_carry.sh` makes both in .devcarry (the default
+# CARRY); `bash benchmarks/pack_gpu_carry.sh training` makes them in .devcarry-train for the train and eval steps,
+# which need media/train (run them with CARRY=.devcarry-train). Without av.tar.xz, the machine's own PyAV is used.
+# TESTS (pytest arguments, default the whole suite) narrows the tests step; BENCH_MODELS and BENCH_SIZES narrow the
+# bench steps (default vgg,cd16x and 256,512,720p,1080p,4k).
 # Every log, JSON and markdown file goes to $RUN, and after each step all of them are packed into
 # $OUT/results.tgz (the device tool returns at most 8 files). Each step gets what is left of the budget, so a
 # slow step cannot take the results of the others with it.
@@ -38,17 +41,18 @@ step() {  # step NAME SECONDS COMMAND...: run with the smaller of SECONDS and th
 
 # Install: no registry is reachable there, so PyAV comes as its wheel's files and the project installs
 # without dependencies (torch, numpy, opencv, rich, pytest and matplotlib are the machine's own).
+CARRY=${CARRY:-.devcarry}
 mkdir -p /tmp/site /tmp/shared
-if [[ -f .devcarry/av.tar.xz ]]; then
-    tar -xJf .devcarry/av.tar.xz -C /tmp/site
+if [[ -f $CARRY/av.tar.xz ]]; then
+    tar -xJf "$CARRY/av.tar.xz" -C /tmp/site
     export PYTHONPATH=/tmp/site
 fi
-tar -xJf .devcarry/shared.tar.xz -C /tmp/shared
+tar -xJf "$CARRY/shared.tar.xz" -C /tmp/shared
 export REALTIME_ADAIN_SHARED=/tmp/shared REALTIME_ADAIN_WEIGHTS=/tmp/shared/weights
 step install 60 python3 -m pip install --no-deps --no-build-isolation -e .
 nvidia-smi >"$RUN/nvidia-smi.txt" 2>&1
 
-BENCH=(python3 cli.py bench --device cuda --models vgg,cd16x --sizes 256,512,720p,1080p,4k --iters 30 --warmup 3
+BENCH=(python3 cli.py bench --device cuda --models "${BENCH_MODELS:-vgg,cd16x}" --sizes "${BENCH_SIZES:-256,512,720p,1080p,4k}" --iters 30 --warmup 3
        --max-seconds 1.5 --overwrite)
 TIMEOUT=()
 python3 -c "import pytest_timeout" 2>/dev/null && TIMEOUT=(--timeout 100)  # one stuck test must not take the rest
@@ -56,7 +60,7 @@ python3 -c "import pytest_timeout" 2>/dev/null && TIMEOUT=(--timeout 100)  # one
 for name in ${STEPS//,/ }; do
     case $name in
     env) step environment 60 python3 benchmarks/gpu_probe.py ;;
-    tests) step tests 210 python3 -m pytest -v -p no:cacheprovider -rfEs --durations=15 "${TIMEOUT[@]}" ;;
+    tests) step tests 210 python3 -m pytest -v -p no:cacheprovider -rfEs --durations=15 --tb=short "${TIMEOUT[@]}" ${TESTS:-} ;;
     ab) step ab 60 python3 benchmarks/gpu_probe.py --profile vgg,cd16x --size 1080p ;;
     fp16) step bench-fp16 120 "${BENCH[@]}" --precision fp16 --modes baseline,model \
             --json "$RUN/gpu-fp16.json" --markdown "$RUN/gpu-fp16.md" ;;
