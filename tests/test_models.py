@@ -1,5 +1,7 @@
 """The networks load the shared weight files with their exact layouts, and accept the upstream files users have."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -96,14 +98,22 @@ def test_cuda_inference_blocks_equal_the_reference_path(arch, weights_dir):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_cuda_fused_conv_relu_matches_conv_then_relu(dtype, weights_dir):
     """The cuDNN conv+bias+ReLU call of the inference path against the three separate operations, at a frame
-    size other than the 1080p that the speed A/B ran."""
+    size other than the 1080p that the speed A/B ran. Both are judged against fp32 (TF32 off): they round at
+    different points, and through the 17 layers of encoder and decoder bf16's 8-bit mantissa makes them differ
+    by up to 8 % of the range (seen on an H100), so the fused call must be as accurate as the separate ones and
+    within 30 dB of fp32, where a wrong argument (padding, stride, bias) would give noise."""
     encoder = build_network("encoder", "cd16x", weights_dir / FILES["cd16x"][0])
     decoder = build_network("decoder", "cd16x", weights_dir / FILES["cd16x"][1])
-    encoder, decoder = (n.to("cuda", dtype, memory_format=torch.channels_last) for n in (encoder, decoder))
-    x = torch.rand(1, 3, 72, 120, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
+    encoder, decoder = (n.to("cuda", memory_format=torch.channels_last) for n in (encoder, decoder))
+    x = torch.rand(1, 3, 72, 120, device="cuda").contiguous(memory_format=torch.channels_last)
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False), torch.no_grad():
+        exact = decoder(encoder(x))
+    encoder, decoder, x = (t.to(dtype) for t in (encoder, decoder, x))
     with torch.no_grad():
-        reference = decoder(encoder(x)).float()
+        separate = decoder(encoder(x)).float()
     with torch.inference_mode():
         fused = decoder(encoder(x)).float()
     assert torch.isfinite(fused).all()
-    assert (fused - reference).abs().max() <= 0.02 * reference.abs().max()
+    mean_error = {name: (y - exact).abs().mean().item() for name, y in (("separate", separate), ("fused", fused))}
+    assert mean_error["fused"] <= 1.5 * mean_error["separate"], mean_error
+    assert 10 * math.log10(exact.abs().max().item() ** 2 / (fused - exact).square().mean().item()) >= 30
