@@ -5,6 +5,9 @@ Each row renders the first frames of a real clip with its audio through the same
 networks alone on frames of that clip, so the ratio compares like with like on a noisy machine.
 
     REALTIME_ADAIN_WEIGHTS=../shared/weights .venv/bin/python benchmarks/video_clips.py --json video.json
+
+`--presets veryfast,ultrafast --rounds 3` compares x264 presets: every round renders each preset once, in
+turn, so that the machine's drift falls on all of them alike.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from rich.table import Table
 
 from realtime.engine import Stylizer
 from realtime.pipeline import StylePlan
+from realtime.sinks import EncoderSettings
 from realtime.sources import SourceSpec, open_source
 from realtime.ui import console, print_wide
 from realtime.video_jobs import VideoJob, run_video_job
@@ -40,16 +44,20 @@ def model_only_fps(stylizer: Stylizer, clip: Path, style: Path, frames: int) -> 
     return frames / (time.perf_counter() - start)
 
 
-def measure(model: str, size: str, style: Path, media: Path, compile: bool, out_dir: Path) -> dict:
+def measure(model: str, size: str, style: Path, media: Path, compile: bool, out_dir: Path,
+            preset: str | None = None) -> dict:
     clip = media / CLIPS[size]
     frames = FRAMES[(model, size)]
     stylizer = Stylizer(model, compile=compile)
     networks_fps = model_only_fps(stylizer, clip, style, max(3, frames // 2))
-    job = VideoJob(inputs=[str(clip)], plan=StylePlan(entries=((str(style),),)),
-                   output=str(out_dir / f"{model}_{size}.mp4"), overwrite=True, max_frames=frames)
+    output = out_dir / f"{model}_{size}_{preset or 'default'}.mp4"
+    job = VideoJob(inputs=[str(clip)], plan=StylePlan(entries=((str(style),),)), output=str(output),
+                   encoder=EncoderSettings(preset=preset), overwrite=True, max_frames=frames)
     run = run_video_job(job, stylizer).runs[0]
     return {"model": model, "size": size, "precision": str(stylizer.dtype).removeprefix("torch."),
-            "compile": compile, "frames": run.frames_out, "video_fps": round(run.fps, 2),
+            "compile": compile, "preset": preset or "default", "frames": run.frames_out,
+            "kb_per_frame": round(output.stat().st_size / 1000 / max(1, run.frames_out), 1),
+            "video_fps": round(run.fps, 2),
             "model_only_fps": round(networks_fps, 2), "ratio": round(run.fps / networks_fps, 2),
             "networks_ms_per_frame": round(1000 * run.stylize_seconds / max(1, run.frames_out), 1)}
 
@@ -68,14 +76,19 @@ def main() -> None:
     parser.add_argument("--models", default="cd16x,vgg")
     parser.add_argument("--sizes", default="640x360,1280x720")
     parser.add_argument("--compile", action="store_true", help="torch.compile the per-frame path")
+    parser.add_argument("--presets", default="", help="x264 presets to compare, e.g. veryfast,ultrafast "
+                        "(default: the tool's own)")
+    parser.add_argument("--rounds", type=int, default=1, help="render every row this many times, in turn")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     style = args.media / "styles" / "vangogh_starry_night.jpg"
+    presets = args.presets.split(",") if args.presets else [None]
     with tempfile.TemporaryDirectory() as out_dir:
-        rows = [measure(model, size, style, args.media, args.compile, Path(out_dir))
-                for model in args.models.split(",") for size in args.sizes.split(",")]
-    table = Table("model", "size", "precision", "compile", "frames", "adain video fps", "model-only fps", "ratio",
-                  "networks ms/frame (in the run)", title="adain video on the shared clips")
+        rows = [measure(model, size, style, args.media, args.compile, Path(out_dir), preset)
+                for _ in range(args.rounds) for model in args.models.split(",") for size in args.sizes.split(",")
+                for preset in presets]
+    table = Table("model", "size", "precision", "compile", "preset", "frames", "kB/frame", "adain video fps",
+                  "model-only fps", "ratio", "networks ms/frame (in the run)", title="adain video on the shared clips")
     for row in rows:
         table.add_row(*(str(value) for value in row.values()))
     show_rows(table, rows, args.json)
