@@ -44,18 +44,17 @@ def model_only_fps(stylizer: Stylizer, clip: Path, style: Path, frames: int) -> 
     return frames / (time.perf_counter() - start)
 
 
-def measure(model: str, size: str, style: Path, media: Path, compile: bool, out_dir: Path,
+def measure(model: str, stylizer: Stylizer, size: str, style: Path, media: Path, out_dir: Path,
             preset: str | None = None) -> dict:
     clip = media / CLIPS[size]
     frames = FRAMES[(model, size)]
-    stylizer = Stylizer(model, compile=compile)
     networks_fps = model_only_fps(stylizer, clip, style, max(3, frames // 2))
     output = out_dir / f"{model}_{size}_{preset or 'default'}.mp4"
     job = VideoJob(inputs=[str(clip)], plan=StylePlan(entries=((str(style),),)), output=str(output),
                    encoder=EncoderSettings(preset=preset), overwrite=True, max_frames=frames)
     run = run_video_job(job, stylizer).runs[0]
     return {"model": model, "size": size, "precision": str(stylizer.dtype).removeprefix("torch."),
-            "compile": compile, "preset": preset or "default", "frames": run.frames_out,
+            "compile": stylizer.compiled, "preset": preset or "default", "frames": run.frames_out,
             "kb_per_frame": round(output.stat().st_size / 1000 / max(1, run.frames_out), 1),
             "video_fps": round(run.fps, 2),
             "model_only_fps": round(networks_fps, 2), "ratio": round(run.fps / networks_fps, 2),
@@ -83,9 +82,10 @@ def main() -> None:
     args = parser.parse_args()
     style = args.media / "styles" / "vangogh_starry_night.jpg"
     presets = args.presets.split(",") if args.presets else [None]
+    stylizers = {model: Stylizer(model, compile=args.compile) for model in args.models.split(",")}
     with tempfile.TemporaryDirectory() as out_dir:
-        rows = [measure(model, size, style, args.media, args.compile, Path(out_dir), preset)
-                for _ in range(args.rounds) for model in args.models.split(",") for size in args.sizes.split(",")
+        rows = [measure(model, stylizer, size, style, args.media, Path(out_dir), preset)
+                for _ in range(args.rounds) for model, stylizer in stylizers.items() for size in args.sizes.split(",")
                 for preset in presets]
     table = Table("model", "size", "precision", "compile", "preset", "frames", "kB/frame", "adain video fps",
                   "model-only fps", "ratio", "networks ms/frame (in the run)", title="adain video on the shared clips")
