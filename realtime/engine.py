@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from . import adain as A
 from .errors import UserError
 from .fastpath import CudaGraphRunner, FramePath, compile_module, fold_colour_conv
+from .frame_workers import auto_frames_in_flight
 from .images import frames_to_tensor, pad_to_multiple, tensor_to_frames
 from .models import build_network
 from .precision import safe_half_precision
@@ -143,7 +144,9 @@ class Stylizer:
     Speed options: `compile=True` runs the per-frame path through torch.compile (once per frame
     size; tens of seconds on a CPU); `tile` is the tile side in pixels for large frames (None: tile
     only where the frame would not fit in memory, 0: never); `threads` sets the CPU thread count
-    (default: one per physical core); `cuda_graphs` replays fixed-size frames as CUDA graphs.
+    (default: one per physical core); `frame_workers` is how many frames a video render stylizes at
+    once on a CPU, each on its share of the threads (None: as `auto_frames_in_flight` finds best);
+    `cuda_graphs` replays fixed-size frames as CUDA graphs.
     """
 
     def __init__(
@@ -161,6 +164,7 @@ class Stylizer:
         compile: bool = False,
         tile: int | None = None,
         threads: int | None = None,
+        frame_workers: int | None = None,
         cuda_graphs: bool = True,
     ) -> None:
         store = store or WeightStore()
@@ -173,6 +177,12 @@ class Stylizer:
             raise UserError(f"tile size must be 0 (off) or at least {MIN_TILE} pixels, got {tile}")
         self.tile = tile
         self._tile_memo: dict[tuple[int, int], int | None] = {}
+        if frame_workers is not None and frame_workers < 1:
+            raise UserError(f"frame workers must be at least 1, got {frame_workers}")
+        if frame_workers not in (None, 1) and self.device.type != "cpu":
+            log.warning("%s runs one frame at a time; ignoring %d frame workers", self.device.type, frame_workers)
+            frame_workers = 1
+        self.frame_workers = frame_workers
         self.threads = None
         if self.device.type == "cpu":
             self.threads = configure_cpu_threads(threads)
@@ -298,6 +308,12 @@ class Stylizer:
         for _ in range(frames):
             self.stylize_uint8(blank, prepared)
         synchronize(self.device)
+
+    def frames_in_flight(self, height: int, width: int) -> int:
+        """How many frames of this size to stylize at once (see `frame_workers`)."""
+        if self.frame_workers is not None:
+            return self.frame_workers
+        return auto_frames_in_flight(self.device, self.threads, height, width)
 
     # ------------------------------------------------------------------ tiling
     def _tile_cells(self, height: int, width: int) -> int | None:

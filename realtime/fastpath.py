@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
@@ -71,20 +72,33 @@ def compile_module(module: nn.Module, device: torch.device) -> Callable[..., tor
 
     CPU: inductor with freezing, which turns the weights into constants so conv+ReLU become single
     oneDNN calls on pre-packed weights, and a C++ wrapper that calls the kernels without Python in
-    between (cd16x at 256x256: +14 % fps, vgg: +7 %). These settings must be on while each shape
-    compiles, so every call runs under them. CUDA: inductor's default mode (cuDNN convolutions, fused
-    pointwise kernels) without its own CUDA graphs, which CudaGraphRunner provides; max-autotune is left
-    out because it benchmarks Triton templates for every convolution at every frame size (minutes).
-    Each frame size is one compiled graph of FramePath.forward, a code object that all Stylizers share, so
-    dynamo's default limit of 8 graphs per code object would silently fall back to eager after a few sizes
-    and models (seen in a GPU bench run: every cd16x row after vgg's was eager).
+    between (cd16x at 256x256: +14 % fps, vgg: +7 %); its kernels take the calling thread's OpenMP thread
+    count at run time, so frame workers with one thread each do not run two each. CUDA: inductor's default
+    mode (cuDNN convolutions, fused pointwise kernels) without its own CUDA graphs, which CudaGraphRunner
+    provides; max-autotune is left out because it benchmarks Triton templates for every convolution at
+    every frame size (minutes).
+    These settings must be on while each shape compiles. inductor's settings are process-wide, so they are
+    switched on only around calls that may compile (an input signature not seen before), one at a time;
+    calls with known inputs run unlocked, from any number of threads. Each frame size is one compiled
+    graph of FramePath.forward, a code object that all Stylizers share, so dynamo's default limit of 8
+    graphs per code object would silently fall back to eager after a few sizes and models (seen in a GPU
+    bench run: every cd16x row after vgg's was eager).
     """
     compiled = torch.compile(module, dynamic=False)
-    settings = {} if device.type == "cuda" else {"freezing": True, "cpp_wrapper": True}
+    settings = {} if device.type == "cuda" else {"freezing": True, "cpp_wrapper": True, "cpp.dynamic_threads": True}
+    compiling = threading.Lock()
+    compiled_for: set[tuple] = set()
 
     def run(*args: torch.Tensor) -> torch.Tensor:
-        with torch._inductor.config.patch(settings), torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+        signature = (torch.is_grad_enabled(), torch.is_inference_mode_enabled(),
+                     *((a.shape, a.stride(), a.dtype, a.device, a.is_inference()) for a in args))
+        if signature in compiled_for:
             return compiled(*args)
+        with compiling, torch._inductor.config.patch(settings), \
+                torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+            output = compiled(*args)
+        compiled_for.add(signature)
+        return output
     return run
 
 

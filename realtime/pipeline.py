@@ -2,8 +2,10 @@
 
 It knows the Source, Stylizer, Sink and View protocols, not OpenCV or PyAV. It owns the lifetime of
 everything it opens (an ExitStack closes sources and sinks, and so their threads, on every path),
-and turns SIGINT/SIGTERM into an orderly stop: the loop ends after the current frame and every
-sink finishes its container, so the output plays. A second signal stops at once.
+and turns SIGINT/SIGTERM into an orderly stop: the loop ends after the frames in flight and every
+sink finishes its container, so the output plays. A second signal stops at once. Rendering files on a
+CPU, it keeps as many frames in flight as the stylizer says pays (see frame_workers); live sources and
+the window take one frame at a time, for the lowest latency.
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ import logging
 import signal
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Callable, Iterator, NamedTuple, Protocol, Sequence
 
 import numpy as np
 
 from .engine import PRESERVE_COLOR, ModelInfo, PreparedStyle, StyleControls
+from .frame_workers import FrameWorkers
 from .images import read_mask
 from .sinks import Sink
 from .sources import Frame, Source, SourceInfo, SourceReport
@@ -61,10 +66,12 @@ class FrameStylizer(Protocol):
     """What the loop needs of `engine.Stylizer`."""
 
     info: ModelInfo
+    threads: int | None
 
     def prepare(self, styles: Sequence[StyleSource], controls: StyleControls) -> PreparedStyle: ...
     def stylize(self, frame: np.ndarray, styles: PreparedStyle) -> np.ndarray: ...
     def warm_up(self, height: int, width: int, prepared: PreparedStyle) -> None: ...
+    def frames_in_flight(self, height: int, width: int) -> int: ...
 
 
 class View(Protocol):
@@ -175,6 +182,14 @@ class _Looks:
         return self._prepared[key]
 
 
+class _InFlight(NamedTuple):
+    """A frame being stylized, with the look it gets."""
+
+    frame: Frame
+    prepared: PreparedStyle
+    future: Future[tuple[np.ndarray, float]]
+
+
 class _Rate:
     """Frames per second over the last second or so."""
 
@@ -216,18 +231,18 @@ def run(open_source: Callable[[], Source], stylizer: FrameStylizer, plan: StyleP
             stack.enter_context(_closing(window))
         if info.live:  # a new frame size pays for algorithm search and graph capture: before the clock starts
             stylizer.warm_up(info.height, info.width, looks.current())
+        in_flight_max = 1 if info.live or window is not None else stylizer.frames_in_flight(info.height, info.width)
+        workers = stack.enter_context(_closing(FrameWorkers(stylizer.stylize, in_flight_max, stylizer.threads)))
         if on_start is not None:
             on_start(info)
         rate = _Rate()
-        started = time.monotonic()
-        quit_asked = source_ended = False
-        for frame in source:
-            if stopper.signal:
-                break
-            prepared = looks.for_frame(frame)
-            tic = time.monotonic()
-            stylized = stylizer.stylize(frame.rgb, prepared)
-            result.stylize_seconds += time.monotonic() - tic
+        in_flight: deque[_InFlight] = deque()
+
+        def deliver() -> bool:
+            """Write the oldest frame in flight to the sinks and the view; True when the view asked to quit."""
+            frame, prepared, future = in_flight.popleft()
+            stylized, seconds = future.result()
+            result.stylize_seconds += seconds
             for sink in sinks:
                 sink.write(frame, stylized)
             now = time.monotonic()
@@ -235,14 +250,27 @@ def run(open_source: Callable[[], Source], stylizer: FrameStylizer, plan: StyleP
             result.latencies_ms.append((now - frame.captured) * 1000)
             status = Status(stylizer.info.name, prepared.label, looks.controls.alpha, looks.controls.preserve_color,
                             rate.tick(now), result.latencies_ms[-1], source.report.dropped, looks.controls.paused)
-            if window is not None:
-                quit_asked = _interact(window, frame, stylized, status, looks, stylizer, stopper)
+            quit_asked = window is not None and _interact(window, frame, stylized, status, looks, stylizer, stopper)
             if on_frame is not None:
                 on_frame(result, status)
-            if quit_asked or (options.max_frames is not None and result.frames_out >= options.max_frames):
+            return quit_asked
+
+        started = time.monotonic()
+        quit_asked = source_ended = False
+        for frame in source:
+            if stopper.signal:
+                break
+            prepared = looks.for_frame(frame)
+            in_flight.append(_InFlight(frame, prepared, workers.submit(frame.rgb, prepared)))
+            if len(in_flight) == workers.count:
+                quit_asked = deliver()
+            if quit_asked or (options.max_frames is not None
+                              and result.frames_out + len(in_flight) >= options.max_frames):
                 break
         else:
             source_ended = stopper.signal is None
+        while in_flight and not quit_asked:  # frames already read are finished, even after a signal
+            quit_asked = deliver()
         result.seconds = time.monotonic() - started
         result.interrupted = stopper.signal
         if stopper.signal is None or options.final_on_stop:
@@ -273,7 +301,7 @@ def _interact(window: View, frame: Frame, stylized: np.ndarray, status: Status, 
 
 
 @contextmanager
-def _closing(resource: Source | Sink | View) -> Iterator[Source | Sink | View]:
+def _closing(resource: Source | Sink | View | FrameWorkers) -> Iterator[Source | Sink | View | FrameWorkers]:
     try:
         yield resource
     finally:

@@ -13,7 +13,7 @@ from realtime.errors import UserError
 
 REQUIRED = {"model": str, "size": str, "device": str, "precision": str, "mode": str, "fps": float,
             "latency_ms_p50": float, "latency_ms_p95": float, "peak_mem_mb": float, "gflop_per_frame": float,
-            "achieved_gflops": float, "roofline_gflops": float, "pct_of_roofline": float}
+            "achieved_gflops": float, "roofline_gflops": float, "pct_of_roofline": float, "frames_in_flight": int}
 TINY = ["bench", "--models", "cd16x", "--sizes", "64x48", "--iters", "3", "--warmup", "1", "--max-seconds", "1"]
 
 
@@ -23,6 +23,7 @@ def check_schema(records: list) -> None:
         for key, kind in REQUIRED.items():
             assert isinstance(record[key], kind), (key, record[key])
         assert record["mode"] in ("model", "end_to_end", "baseline")
+        assert record["frames_in_flight"] >= 1 and (record["mode"] != "baseline" or record["frames_in_flight"] == 1)
         assert record["fps"] > 0 and record["latency_ms_p50"] <= record["latency_ms_p95"]
         assert record["peak_mem_mb"] > 0 and record["gflop_per_frame"] > 0
         expected_pct = 100 * record["gflop_per_frame"] * record["fps"] / record["roofline_gflops"]
@@ -44,7 +45,7 @@ def test_bench_writes_json_and_markdown(tmp_path, capsys):
     assert model["speedup_vs_baseline"] == pytest.approx(model["fps"] / records[0]["fps"], rel=0.02)
     assert {"upload", "encoder", "adain", "decoder", "download"} <= set(model["stages_ms"])
     table = markdown_path.read_text().splitlines()
-    assert table[0].startswith("| model | size | device | precision | mode | fps |")
+    assert table[0].startswith("| model | size | device | precision | mode | in flight | fps |")
     assert sum(line.startswith("| cd16x | 64x48 |") for line in table) == 3 + 2  # results + stage rows
     screen = capsys.readouterr().err  # the rich table, on an 80-column console here: not squeezed into it
     assert "% roofline" in screen and "x baseline" in screen and "peak MB" in screen and "…" not in screen

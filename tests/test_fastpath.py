@@ -9,6 +9,7 @@ import torch
 from realtime import models, runtime
 from realtime.engine import StyleControls, Stylizer
 from realtime.fastpath import FramePath, fold_colour_conv
+from realtime.frame_workers import FrameWorkers
 from realtime.images import frames_to_tensor, read_image, resize_to, tensor_to_frames
 from realtime.models import build_network
 from realtime.weights import WeightStore
@@ -67,13 +68,21 @@ def test_fused_conv_relu_equals_conv_then_relu(cup):
 @pytest.mark.parametrize("device,precision,arch", [
     ("cpu", "bf16", "cd16x"), pytest.param("cuda", "fp16", "vgg", marks=pytest.mark.gpu)])
 def test_compiled_path_agrees_with_eager(device, precision, arch, cup, style):
-    """torch.compile (CPU: inductor, freezing, C++ wrapper): the same picture within rounding, and a
-    new alpha is a new input, not a recompile with the old value baked in."""
+    """torch.compile (CPU: inductor, freezing, C++ wrapper): the same picture within rounding, also from two
+    frame workers at once (one thread each), with inductor's settings back as they were after each call;
+    and a new alpha is a new input, not a recompile with the old value baked in."""
     eager = Stylizer(arch, device, precision)
     compiled = Stylizer(arch, device, precision, compile=True)
     a = eager.stylize(cup, eager.prepare(style))
     b = compiled.stylize(cup, compiled.prepare(style))
     assert psnr(a, b) >= 35
+    workers = FrameWorkers(compiled.stylize, compiled.frames_in_flight(*cup.shape[:2]), compiled.threads)
+    try:
+        in_flight = [workers.submit(cup, compiled.prepare(style)) for _ in range(4)]
+        assert all(psnr(future.result()[0], b) >= 45 for future in in_flight)
+    finally:
+        workers.close()
+    assert not torch._inductor.config.freezing and not torch._inductor.config.cpp_wrapper
     again = compiled.stylize(cup, compiled.prepare(style, StyleControls(alpha=0.5)))
     assert np.abs(again.astype(np.float64) - b).mean() > 1
 

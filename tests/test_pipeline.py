@@ -63,9 +63,13 @@ def test_max_frames_ends_the_run_with_a_complete_output_and_audio_as_long(styliz
     assert 5 / 30 <= written.duration < 5 / 30 + 0.05  # the audio stops with the video, not at the clip's end
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("signum,final_on_stop,name", [(signal.SIGINT, False, "stopped.partial.mp4"),
                                                         (signal.SIGTERM, True, "stopped.mp4")])
-def test_a_signal_finishes_the_output(stylizer, clip, media, tmp_path, signum, final_on_stop, name):
+def test_a_signal_finishes_the_output(clip, media, tmp_path, signum, final_on_stop, name, workers):
+    """The frames in flight when the signal comes are finished and written: none read is lost."""
+    stylizer = Stylizer("cd16x", "cpu", "fp32", style_size=256, frame_workers=workers)
+
     def interrupt_at_frame_3(result, status):
         if result.frames_out == 3:
             os.kill(os.getpid(), signum)
@@ -74,10 +78,28 @@ def test_a_signal_finishes_the_output(stylizer, clip, media, tmp_path, signum, f
     plan = StylePlan(((str(media / "styles" / BRIGHT),),))
     result = run(lambda: open_source(SourceSpec(str(clip))), stylizer, plan, file_sink(tmp_path / "stopped.mp4"),
                  options=RunOptions(final_on_stop=final_on_stop), on_frame=interrupt_at_frame_3)
-    assert result.interrupted == signal.Signals(signum).name and result.frames_out == 3
+    in_flight = 3 + workers - 1  # frame 4 was already being stylized when frame 3 was written
+    assert result.interrupted == signal.Signals(signum).name and result.frames_out == in_flight
     assert [p.name for p in tmp_path.iterdir()] == [name]
-    assert len(probe(tmp_path / name).frames) == 3
+    assert len(probe(tmp_path / name).frames) == in_flight
     assert signal.getsignal(signum) is previous  # the handler is put back
+
+
+def test_frames_in_flight_come_out_in_order_and_as_one_at_a_time(clip, media, tmp_path):
+    plan = StylePlan(((str(media / "styles" / BRIGHT),),))
+    outputs = {}
+    for workers in (1, 2):
+        stylizer = Stylizer("cd16x", "cpu", "fp32", style_size=256, frame_workers=workers)
+        out = tmp_path / f"workers{workers}.mp4"
+        result = run(lambda: open_source(SourceSpec(str(clip))), stylizer, plan,
+                     file_sink(out, pix_fmt="yuv444p", crf=0), options=RunOptions(max_frames=9))
+        assert result.frames_out == 9 and stylizer.frames_in_flight(64, 96) == workers
+        outputs[workers] = np.stack(probe(out).frames).astype(int)
+    one, two = outputs[1], outputs[2]
+    assert one.shape == two.shape == (9, 64, 96, 3)
+    same = np.abs(one - two).mean(axis=(1, 2, 3))
+    neighbours = np.abs(one[1:] - two[:-1]).mean(axis=(1, 2, 3))
+    assert same.max() < 0.5 and neighbours.min() > 10 * max(same.max(), 0.1), (same, neighbours)
 
 
 def test_a_failing_sink_leaves_no_thread_running(stylizer, clip, media, tmp_path):

@@ -8,6 +8,8 @@ import gc
 import logging
 import re
 import time
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -21,6 +23,7 @@ from .. import adain as A
 from ..engine import PRECISIONS, PreparedStyle, Stylizer, select_device
 from ..errors import UserError
 from ..fastpath import compile_module
+from ..frame_workers import FrameWorkers
 from ..images import frames_to_tensor, pad_to_multiple, read_image, resize_to, tensor_to_frames
 from ..models import build_network
 from ..runtime import configure_cpu_threads, download, synchronize, upload
@@ -73,6 +76,7 @@ class BenchSettings:
     warmup: int = 3
     max_seconds: float = 10.0
     threads: int | None = None
+    frame_workers: int | None = None
     tile: int | None = None
     style: Path | None = None
     stages: bool = True
@@ -109,6 +113,7 @@ class BenchRecord:
     pct_of_roofline: float
     speedup_vs_baseline: float | None
     compiled: bool
+    frames_in_flight: int
     frames: int
     warmup_s: float
     stages_ms: dict[str, float] = field(default_factory=dict)
@@ -131,35 +136,51 @@ class Timing:
     stages_ms: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def of_frames(cls, latencies_s: list[float], warmup_s: float, peak_mem_mb: float) -> "Timing":
-        """From per-frame latencies of frames run one after another (fps = 1 / mean latency)."""
+    def of_frames(cls, latencies_s: list[float], wall_s: float, warmup_s: float, peak_mem_mb: float) -> "Timing":
+        """From per-frame latencies and the wall time they took (fps = frames / wall time)."""
         ms = np.asarray(latencies_s) * 1000
-        return cls(1000 / float(ms.mean()), float(np.percentile(ms, 50)), float(np.percentile(ms, 95)),
+        return cls(len(ms) / wall_s, float(np.percentile(ms, 50)), float(np.percentile(ms, 95)),
                    len(ms), warmup_s, peak_mem_mb)
 
 
-def time_frames(run_frame: Callable[[], object], device: torch.device, settings: BenchSettings) -> Timing:
+def time_frames(run_frame: Callable[[], object], device: torch.device, settings: BenchSettings,
+                in_flight: int = 1, threads: int | None = None) -> Timing:
     """Warm up (`warmup` frames; past two, fewer once they take half of `max_seconds`: the first compiles,
-    the second captures a CUDA graph), then time single frames until `iters` or `max_seconds`; peak
-    memory covers both."""
-    with PeakMemory(device) as memory:
-        start = time.perf_counter()
-        for index in range(settings.warmup):
-            run_frame()
-            synchronize(device)
-            if index >= 1 and time.perf_counter() - start > settings.max_seconds / 2:
-                break
-        warmup_s = time.perf_counter() - start
-        latencies: list[float] = []
-        began = time.perf_counter()
-        while len(latencies) < settings.iters:
-            tic = time.perf_counter()
-            run_frame()
-            synchronize(device)
-            latencies.append(time.perf_counter() - tic)
-            if len(latencies) >= MIN_ITERATIONS and time.perf_counter() - began > settings.max_seconds:
-                break
-    return Timing.of_frames(latencies, warmup_s, memory.peak_mb)
+    the second captures a CUDA graph), then time frames until `iters` or `max_seconds`; peak memory covers
+    both. With `in_flight` > 1 that many frames run at once on worker threads sharing `threads` (as
+    `adain video` runs them on a CPU): latency is then each frame's own, fps the frames over the wall time."""
+
+    def frame_done() -> None:
+        run_frame()
+        synchronize(device)
+
+    workers = FrameWorkers(frame_done, in_flight, threads)
+    try:
+        with PeakMemory(device) as memory:
+            start = time.perf_counter()
+            for index in range(settings.warmup):
+                for future in [workers.submit() for _ in range(in_flight)]:
+                    future.result()
+                if index >= 1 and time.perf_counter() - start > settings.max_seconds / 2:
+                    break
+            warmup_s = time.perf_counter() - start
+            latencies: list[float] = []
+            pending: deque[tuple[float, Future]] = deque()
+            began = time.perf_counter()
+            while len(latencies) < settings.iters:
+                while len(pending) < in_flight and len(latencies) + len(pending) < settings.iters:
+                    pending.append((time.perf_counter(), workers.submit()))
+                submitted, future = pending.popleft()
+                future.result()
+                latencies.append(time.perf_counter() - submitted)
+                if len(latencies) >= MIN_ITERATIONS and time.perf_counter() - began > settings.max_seconds:
+                    break
+            wall_s = time.perf_counter() - began
+            for _, future in pending:  # started but not counted: finished before the next measurement
+                future.result()
+    finally:
+        workers.close()
+    return Timing.of_frames(latencies, wall_s, warmup_s, memory.peak_mb)
 
 
 @lru_cache(maxsize=None)
@@ -218,7 +239,8 @@ def run_bench(settings: BenchSettings, on_record: Callable[[BenchRecord], None] 
                 for precision in settings.precisions:
                     if precision not in stylizers:
                         stylizer = Stylizer(model, str(device), precision, compile=settings.compile,
-                                            tile=settings.tile, threads=settings.threads, store=store)
+                                            tile=settings.tile, threads=settings.threads,
+                                            frame_workers=settings.frame_workers, store=store)
                         stylizers[precision] = (stylizer, stylizer.prepare(style_rgb))
                     stylizer, prepared = stylizers[precision]
                     model_fps = None
@@ -229,7 +251,8 @@ def run_bench(settings: BenchSettings, on_record: Callable[[BenchRecord], None] 
                     if "end_to_end" in settings.modes and end_to_end is not None:
                         timing = end_to_end(stylizer, style_rgb, height, width, settings, model_fps)
                         cell.add(records, on_record, cell.record("end_to_end", _precision_name(stylizer.dtype),
-                                                                 timing, stylizer.compiled))
+                                                                 timing, stylizer.compiled,
+                                                                 stylizer.frames_in_flight(height, width)))
             del stylizers
             gc.collect()
     return records
@@ -255,7 +278,7 @@ class _Cell:
             self.rooflines[dtype] = matmul_gflops(self.device, dtype)
         return self.rooflines[dtype]
 
-    def record(self, mode: str, precision: str, timing: Timing, compiled: bool) -> BenchRecord:
+    def record(self, mode: str, precision: str, timing: Timing, compiled: bool, in_flight: int = 1) -> BenchRecord:
         gflop = frame_gflop(self.architecture, self.height, self.width)
         roofline = self.roofline(PRECISIONS[precision])
         speedup = timing.fps / self.baseline_fps if self.baseline_fps and mode != "baseline" else None
@@ -266,7 +289,7 @@ class _Cell:
             gflop_per_frame=round(gflop, 3), achieved_gflops=round(gflop * timing.fps, 1),
             roofline_gflops=round(roofline, 1), pct_of_roofline=round(100 * gflop * timing.fps / roofline, 1),
             speedup_vs_baseline=round(speedup, 2) if speedup else None, compiled=compiled,
-            frames=timing.frames, warmup_s=round(timing.warmup_s, 2), stages_ms=timing.stages_ms,
+            frames_in_flight=in_flight, frames=timing.frames, warmup_s=round(timing.warmup_s, 2), stages_ms=timing.stages_ms,
             environment={**self.env, "threads": torch.get_num_threads()})
 
     def add(self, records: list[BenchRecord], on_record: Callable[[BenchRecord], None], record: BenchRecord) -> None:
@@ -289,14 +312,17 @@ def _measure_baseline(cell: _Cell, style_rgb: np.ndarray, store: WeightStore) ->
 
 def _measure_model(cell: _Cell, stylizer: Stylizer, prepared: PreparedStyle) -> BenchRecord:
     """Model-only: a uint8 frame already on the device in, a uint8 frame on the device out
-    (conversions, AdaIN and both networks; transfers appear in the stage breakdown)."""
+    (conversions, AdaIN and both networks; transfers appear in the stage breakdown), with as many frames in
+    flight as `adain video` would keep at this size."""
     frame_host = torch.from_numpy(synthetic_frame(cell.height, cell.width))
     with torch.inference_mode():  # an inference tensor, as the pipeline's frames are: the same compiled graph
         frame = upload(frame_host, cell.device)
-    timing = time_frames(lambda: stylizer.stylize_uint8(frame, prepared), cell.device, cell.settings)
+    in_flight = stylizer.frames_in_flight(cell.height, cell.width)
+    timing = time_frames(lambda: stylizer.stylize_uint8(frame, prepared), cell.device, cell.settings,
+                         in_flight, stylizer.threads)
     if cell.settings.stages:
         timing = replace(timing, stages_ms=_stage_breakdown(stylizer, prepared, frame_host, cell.settings))
-    return cell.record("model", _precision_name(stylizer.dtype), timing, stylizer.compiled)
+    return cell.record("model", _precision_name(stylizer.dtype), timing, stylizer.compiled, in_flight)
 
 
 @torch.inference_mode()
