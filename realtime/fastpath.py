@@ -78,8 +78,10 @@ def compile_module(module: nn.Module, device: torch.device) -> Callable[..., tor
     provides; max-autotune is left out because it benchmarks Triton templates for every convolution at
     every frame size (minutes).
     These settings must be on while each shape compiles. inductor's settings are process-wide, so they are
-    switched on only around calls that may compile (an input signature not seen before), one at a time;
-    calls with known inputs run unlocked, from any number of threads. Each frame size is one compiled
+    switched on only around calls that may compile, one at a time: inputs not seen before, or a thread
+    count not seen before (dynamo guards on it, so a frame worker with one thread compiles its own graph;
+    outside the settings that graph was compiled without freezing, 0.75x as fast). Calls with a known
+    signature run unlocked, from any number of threads. Each frame size is one compiled
     graph of FramePath.forward, a code object that all Stylizers share, so dynamo's default limit of 8
     graphs per code object would silently fall back to eager after a few sizes and models (seen in a GPU
     bench run: every cd16x row after vgg's was eager).
@@ -90,7 +92,7 @@ def compile_module(module: nn.Module, device: torch.device) -> Callable[..., tor
     compiled_for: set[tuple] = set()
 
     def run(*args: torch.Tensor) -> torch.Tensor:
-        signature = (torch.is_grad_enabled(), torch.is_inference_mode_enabled(),
+        signature = (torch.is_grad_enabled(), torch.is_inference_mode_enabled(), torch.get_num_threads(),
                      *((a.shape, a.stride(), a.dtype, a.device, a.is_inference()) for a in args))
         if signature in compiled_for:
             return compiled(*args)
