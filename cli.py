@@ -145,7 +145,8 @@ def add_speed_options(group: argparse._ArgumentGroup) -> None:
                        help="CPU threads for the networks (default: one per physical core, or $OMP_NUM_THREADS)")
     group.add_argument("--frame-workers", type=positive_int, default=None, metavar="N",
                        help="video frames stylized at once on a CPU, each on its share of --threads (default: 2 "
-                            "for frames up to 1280x720 with 2 or more threads, else 1; live input: always 1)")
+                            "with 2 or more threads where a frame's activations are small: cd16x up to 1280x720, "
+                            "vgg up to 640x360 in bf16; else 1; live input: always 1)")
 
 
 def add_style_options(parser: argparse.ArgumentParser) -> None:

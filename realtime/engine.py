@@ -313,7 +313,8 @@ class Stylizer:
         """How many frames of this size to stylize at once (see `frame_workers`)."""
         if self.frame_workers is not None:
             return self.frame_workers
-        return auto_frames_in_flight(self.device, self.threads, height, width)
+        activation_bytes = self._widest_full_res_channels() * height * width * self.dtype.itemsize
+        return auto_frames_in_flight(self.device, self.threads, activation_bytes)
 
     # ------------------------------------------------------------------ tiling
     def _tile_cells(self, height: int, width: int) -> int | None:

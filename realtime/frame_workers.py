@@ -3,9 +3,9 @@ CPU threads, their results taken in order.
 
 Why: one frame on all the cores waits at a barrier after every operation, so a decode or encode thread
 that takes a core for a moment stalls the whole frame, and small frames leave cores idle between small
-operations. Two frames on one core each avoid both. On the 2-core test machine (benchmarks/RESULTS.md)
-this made cd16x `adain video` 1.08-1.19x faster at 640x360 and the model alone 1.1-1.3x faster at
-256x256; at 512x512 and up the model alone gained nothing, since one frame already keeps the cores busy.
+operations. Two frames on one core each avoid both, where a frame's activations are small enough that
+two frames do not fight over caches and memory (see AUTO_MAX_ACTIVATION_BYTES; figures in
+benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -20,14 +20,19 @@ from .runtime import configure_cpu_threads
 
 Result = TypeVar("Result")
 
-AUTO_MAX_PIXELS = 1280 * 720
-"""Largest frame for which `auto_frames_in_flight` asks for two frames at once (measured up to 1280x720)."""
+AUTO_MAX_ACTIVATION_BYTES = 30 * 2**20
+"""Largest full-resolution activation (one frame's widest full-resolution layer output) for which
+`auto_frames_in_flight` asks for two frames at once. Measured on the 2-core test machine in bf16: cd16x up to
+1280x720 (29.5 MB) and vgg at 256x256 (8.4 MB) gained, vgg at 640x360 (29.5 MB) neither gained nor lost,
+vgg at 512x512 (33.5 MB) lost a little and at 1280x720 (118 MB) a quarter: two frames of large activations
+contend for caches and memory instead of filling idle cores."""
 
 
-def auto_frames_in_flight(device: torch.device, threads: int | None, height: int, width: int) -> int:
-    """Two frames at once on a CPU with two or more inference threads and frames of at most 1280x720 pixels,
-    else one. GPUs run one frame at a time: their work is already queued asynchronously."""
-    if device.type != "cpu" or threads is None or threads < 2 or height * width > AUTO_MAX_PIXELS:
+def auto_frames_in_flight(device: torch.device, threads: int | None, activation_bytes: int) -> int:
+    """Two frames at once on a CPU with two or more inference threads where one frame's full-resolution
+    activation takes at most AUTO_MAX_ACTIVATION_BYTES, else one. GPUs run one frame at a time: their work
+    is already queued asynchronously."""
+    if device.type != "cpu" or threads is None or threads < 2 or activation_bytes > AUTO_MAX_ACTIVATION_BYTES:
         return 1
     return 2
 

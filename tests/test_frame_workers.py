@@ -6,7 +6,9 @@ import threading
 import pytest
 import torch
 
-from realtime.frame_workers import FrameWorkers, auto_frames_in_flight
+from realtime.engine import Stylizer
+from realtime.errors import UserError
+from realtime.frame_workers import AUTO_MAX_ACTIVATION_BYTES, FrameWorkers, auto_frames_in_flight
 
 
 def test_two_workers_run_frames_at_once_in_order_with_one_thread_each():
@@ -60,12 +62,23 @@ def test_close_waits_for_frames_in_flight():
     assert finished == [True, True]
 
 
-def test_auto_count_two_on_multi_thread_cpus_up_to_720p():
+def test_auto_count_two_on_multi_thread_cpus_for_small_activations():
     cpu = torch.device("cpu")
-    assert auto_frames_in_flight(cpu, 2, 360, 640) == 2
-    assert auto_frames_in_flight(cpu, 16, 720, 1280) == 2
-    assert auto_frames_in_flight(cpu, 2, 1080, 1920) == 1  # one frame already keeps the cores busy
-    assert auto_frames_in_flight(cpu, 1, 256, 256) == 1
-    assert auto_frames_in_flight(torch.device("cuda"), 8, 256, 256) == 1
+    assert auto_frames_in_flight(cpu, 2, AUTO_MAX_ACTIVATION_BYTES) == 2
+    assert auto_frames_in_flight(cpu, 16, 1000) == 2
+    assert auto_frames_in_flight(cpu, 2, AUTO_MAX_ACTIVATION_BYTES + 1) == 1  # two frames would fight over memory
+    assert auto_frames_in_flight(cpu, 1, 1000) == 1
+    assert auto_frames_in_flight(torch.device("cuda"), 8, 1000) == 1
     with pytest.raises(ValueError):
         FrameWorkers(lambda: None, count=0)
+
+
+def test_stylizer_counts_its_own_activations():
+    """cd16x (16 channels at full resolution) keeps two bf16 720p frames in flight, vgg (64) only small ones."""
+    assert Stylizer("cd16x", "cpu", "bf16", threads=2).frames_in_flight(720, 1280) == 2
+    vgg = Stylizer("vgg", "cpu", "bf16", threads=2)
+    assert vgg.frames_in_flight(256, 256) == 2 and vgg.frames_in_flight(720, 1280) == 1
+    assert Stylizer("cd16x", "cpu", "bf16", threads=1).frames_in_flight(256, 256) == 1
+    assert Stylizer("cd16x", "cpu", "bf16", threads=2, frame_workers=3).frames_in_flight(2160, 3840) == 3
+    with pytest.raises(UserError, match="frame workers"):
+        Stylizer("cd16x", "cpu", "bf16", frame_workers=0)
