@@ -101,7 +101,8 @@ class RunResult:
     source: SourceReport = field(default_factory=SourceReport)
     frames_out: int = 0
     seconds: float = 0.0
-    stylize_seconds: float = 0.0
+    stylize_seconds: float = 0.0  # summed over frames: with several frames in flight, more than the wall time
+    frames_in_flight: int = 1
     interrupted: str | None = None  # the signal's name when one stopped the run
     latencies_ms: list[float] = field(default_factory=list)
     outputs: list[Sink] = field(default_factory=list)
@@ -233,6 +234,7 @@ def run(open_source: Callable[[], Source], stylizer: FrameStylizer, plan: StyleP
             stylizer.warm_up(info.height, info.width, looks.current())
         in_flight_max = 1 if info.live or window is not None else stylizer.frames_in_flight(info.height, info.width)
         workers = stack.enter_context(_closing(FrameWorkers(stylizer.stylize, in_flight_max, stylizer.threads)))
+        result.frames_in_flight = workers.count
         if on_start is not None:
             on_start(info)
         rate = _Rate()

@@ -225,7 +225,8 @@ def report_run(result: RunResult) -> None:
     lines = [f"{info.name}: {source.delivered} frame(s) in, {result.frames_out} out"
              + (f", {source.dropped} dropped (live: the newest frame wins)" if source.dropped else "")
              + f"; {result.fps:.1f} fps average over {result.seconds:.1f} s"
-             + (f" (networks {1000 * result.stylize_seconds / result.frames_out:.0f} ms/frame)"
+             + (f" (networks {1000 * result.stylize_seconds / result.frames_out:.0f} ms/frame"
+                + (f", {result.frames_in_flight} frames at once)" if result.frames_in_flight > 1 else ")")
                 if result.frames_out else "")
              + (f", latency median {result.latency_ms(50):.0f} ms, p95 {result.latency_ms(95):.0f} ms"
                 if info.live else "")]

@@ -31,9 +31,10 @@ def toward_style(source_frames, output_frames, media) -> bool:
 def test_shared_clip_keeps_frames_timestamps_duration_and_audio(media, tmp_path, capsys):
     source = media / "video/bbb_640x360_24fps_aac_stereo.mp4"
     out = tmp_path / "bbb.mp4"
-    assert cli.main(["video", str(source), "-o", str(out), "--scale", "0.25", *style_args(media)]) == 0
+    assert cli.main(["video", str(source), "-o", str(out), "--scale", "0.25", "--frame-workers", "2",
+                     *style_args(media)]) == 0
     original, result = probe(source), probe(out)
-    assert len(result.frames) == len(original.frames) == 238
+    assert len(result.frames) == len(original.frames) == 238  # two frames in flight: every one, in order
     tick = float(result.time_base)
     assert np.abs(np.array(result.times) - original.times).max() <= tick
     assert result.duration == pytest.approx(original.duration, abs=0.05)
@@ -43,6 +44,7 @@ def test_shared_clip_keeps_frames_timestamps_duration_and_audio(media, tmp_path,
     assert toward_style(small, result.frames[::20], media)
     summary = capsys.readouterr().err
     assert "238 frame(s) in, 238 out" in summary and f"{out}: 238 frame(s), 160x90" in summary
+    assert "2 frames at once" in summary
 
 
 def test_hd_clip_keeps_its_size_and_51_audio_for_the_part_asked(media, tmp_path):
