@@ -24,8 +24,8 @@ AUTO_MAX_ACTIVATION_BYTES = 30 * 2**20
 """Largest full-resolution activation (one frame's widest full-resolution layer output) for which
 `auto_frames_in_flight` asks for two frames at once. Measured on the 2-core test machine in bf16: cd16x up to
 1280x720 (29.5 MB) and vgg at 256x256 (8.4 MB) gained, vgg at 640x360 (29.5 MB) neither gained nor lost,
-vgg at 512x512 (33.5 MB) lost a little and at 1280x720 (118 MB) a quarter: two frames of large activations
-contend for caches and memory instead of filling idle cores."""
+vgg at 512x512 (33.5 MB) gained nothing (0.91-1.03x) and at 1280x720 (118 MB) lost a quarter end to end: two
+frames of large activations contend for caches and memory instead of filling idle cores."""
 
 
 def auto_frames_in_flight(device: torch.device, threads: int | None, activation_bytes: int) -> int:
