@@ -100,14 +100,23 @@ def configure_cuda() -> None:
 
 
 def available_memory(device: torch.device) -> int | None:
-    """Bytes that one more frame may use on `device`: free GPU memory plus the allocator's unused cache,
-    or the host's MemAvailable (capped by a cgroup memory limit); None where it cannot be known."""
+    """Bytes that one more frame may use on `device`: on a GPU, see `cuda_headroom`; on a CPU, the host's
+    MemAvailable (capped by a cgroup memory limit); None where it cannot be known."""
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        free, total = torch.cuda.mem_get_info(device)
+        cap = int(torch.cuda.get_per_process_memory_fraction(device) * total)
+        return cuda_headroom(free, torch.cuda.memory_reserved(device), torch.cuda.memory_allocated(device), cap)
     if device.type == "mps":
         return torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory()
     return _host_available_memory()
+
+
+def cuda_headroom(free: int, reserved: int, allocated: int, cap: int) -> int:
+    """Bytes new tensors may take on a GPU: free device memory plus the caching allocator's unused cache,
+    but no more than the process's cap (`torch.cuda.set_per_process_memory_fraction` of the total, which
+    the allocator enforces on what it reserves) minus what is allocated. A cap set to a smaller card's
+    memory thus makes frames tile as they would on that card."""
+    return max(0, min(free + reserved - allocated, cap - allocated))
 
 
 def _host_available_memory() -> int | None:

@@ -120,6 +120,15 @@ def test_cpu_transfers_pass_frames_through_and_memory_is_known():
     assert runtime.available_memory(torch.device("cpu")) > 2 ** 20
 
 
+def test_cuda_headroom_is_capped_by_the_process_memory_fraction():
+    gib = 2 ** 30
+    # no cap below the card: free memory plus the allocator's unused cache
+    assert runtime.cuda_headroom(free=70 * gib, reserved=2 * gib, allocated=1 * gib, cap=80 * gib) == 71 * gib
+    # capped to a smaller card: what is allocated counts against the cap, however much the device has free
+    assert runtime.cuda_headroom(free=70 * gib, reserved=2 * gib, allocated=1 * gib, cap=8 * gib) == 7 * gib
+    assert runtime.cuda_headroom(free=70 * gib, reserved=9 * gib, allocated=9 * gib, cap=8 * gib) == 0
+
+
 # ------------------------------------------------------------------------------- CUDA (issue 7 runs these)
 @pytest.mark.gpu
 def test_cuda_graph_replay_equals_eager_and_is_captured_once(cup, style):

@@ -120,3 +120,32 @@ def test_auto_tiling_starts_when_memory_is_short(monkeypatch, street, style):
 def test_too_small_tile_is_a_user_error():
     with pytest.raises(engine.UserError, match="tile size"):
         Stylizer("cd16x", "cpu", "fp32", tile=64)
+
+
+# ------------------------------------------------------------------------------- CUDA (a lent GPU runs these)
+EIGHT_GIB_CARD = int(7.5 * 2 ** 30)
+"""What an 8 GiB card leaves a process after the CUDA context (~0.5 GiB, outside the allocator's count)."""
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("size", [(1080, 1920), (2160, 3840)])
+def test_cuda_vgg_fp16_frames_fit_an_8_gib_card(size, street, style):
+    """Issue 6: 1080p and 4K on an 8 GiB GPU. The caching allocator is capped at what such a card leaves
+    (it raises out-of-memory past the cap), and the automatic tiling must plan for the cap, not for the
+    lent card's free memory."""
+    device = torch.device("cuda")
+    torch.cuda.empty_cache()
+    torch.cuda.set_per_process_memory_fraction(EIGHT_GIB_CARD / torch.cuda.mem_get_info(device)[1], device)
+    try:
+        stylizer = Stylizer("vgg", "cuda", "fp16")
+        frame = resize_to(street, size[1], size[0])
+        torch.cuda.reset_peak_memory_stats(device)
+        out = stylizer.stylize(frame, stylizer.prepare(style))
+        peak = torch.cuda.max_memory_allocated(device)
+        tiled = stylizer._tile_cells(*size) is not None
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, device)
+        torch.cuda.empty_cache()
+    assert out.shape == (*size, 3) and out.std() > 10
+    assert peak <= EIGHT_GIB_CARD
+    assert tiled == (size == (2160, 3840))  # 4K's activations (~4 GiB in fp16) pass half the headroom
