@@ -46,8 +46,12 @@ def test_a_file_played_live_records_in_real_time_with_a_style_cycle(media, tmp_p
     assert frames_in == frames_out and frames_out + dropped == 45
     recorded = probe(out)
     assert len(recorded.frames) == frames_out and recorded.times[-1] == pytest.approx(44 / 30, abs=0.1)
-    levels = [recorded.frames[i].mean() for i, t in enumerate(recorded.times) if 0.1 < t % 0.5 < 0.4]
-    assert max(levels) - min(levels) > 30  # the bright and the dark look both appear
+    # each frame has the look of its place in the clip (the cycle runs on video time, so dropped frames do not
+    # shift it: bright for frames 0-14 and 30-44, dark for 15-29), and both looks were recorded
+    looks = [(round(t * 30) // 15) % 2 for t in recorded.times]
+    levels = [frame.mean() for frame in recorded.frames]
+    assert [level < 118 for level in levels] == [look == 1 for look in looks]
+    assert set(looks) == {0, 1}
 
 
 def send_in_real_time(path: Path, url: str, seconds: float) -> threading.Thread:
