@@ -186,8 +186,9 @@ def add_encoder_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--crf", type=non_negative_int, metavar="Q",
                        help="constant quality, lower is better (default: h264 23, hevc 28, vp9 32, av1 35)")
     group.add_argument("--preset", metavar="NAME",
-                       help="encoder speed preset (default: veryfast for h264/hevc, cpu-used 8 for vp9, preset 10 "
-                            "for av1: fast enough to keep up with the networks)")
+                       help="encoder speed preset (default: veryfast for h264/hevc, h264's without its p8x8/b8x8 "
+                            "partition search; cpu-used 8 for vp9, preset 10 for av1: fast enough to keep up with "
+                            "the networks)")
     group.add_argument("--pix-fmt", default="yuv420p", metavar="FMT",
                        help="pixel format (yuv420p plays everywhere; yuv444p keeps full colour and odd sizes)")
     group.add_argument("--no-audio", action="store_true", help="drop the input's audio (default: copy it)")

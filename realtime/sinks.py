@@ -47,18 +47,23 @@ _END = object()
 
 @dataclass(frozen=True)
 class _EncoderProfile:
-    """Defaults for one encoder: quality (CRF), its own name for the speed knob, and fixed options."""
+    """Defaults for one encoder: quality (CRF), its own name for the speed knob, fixed options, and options
+    that tune the default preset (a preset the user names gets the encoder's own settings for it)."""
 
     crf: int
     preset: str
     preset_option: str
     options: tuple[tuple[str, str], ...] = ()
     low_latency: tuple[tuple[str, str], ...] = ()
+    default_preset_tuning: tuple[tuple[str, str], ...] = ()
 
 
 # Presets favour speed: the encoder shares the CPU with the networks and must keep up with them.
+# x264: veryfast without its p8x8/b8x8 partition search (superfast's partitions) costs a fifth less CPU on
+# stylized 720p frames for the same size and PSNR within 2 % and 0.1 dB (benchmarks/RESULTS.md).
 _PROFILES = {
-    "libx264": _EncoderProfile(23, "veryfast", "preset", low_latency=(("tune", "zerolatency"),)),
+    "libx264": _EncoderProfile(23, "veryfast", "preset", low_latency=(("tune", "zerolatency"),),
+                               default_preset_tuning=(("partitions", "i8x8,i4x4"),)),
     "libx265": _EncoderProfile(28, "veryfast", "preset", (("x265-params", "log-level=error"),),
                                (("tune", "zerolatency"),)),
     "libvpx-vp9": _EncoderProfile(32, "8", "cpu-used", (("b", "0"), ("deadline", "realtime"), ("row-mt", "1")),
@@ -146,6 +151,8 @@ class EncodingSink:
         options = dict(profile.options)
         options["crf"] = str(settings.crf if settings.crf is not None else profile.crf)
         options[profile.preset_option] = settings.preset or profile.preset
+        if settings.preset is None:
+            options.update(profile.default_preset_tuning)
         if low_latency:
             options.update(profile.low_latency)
         rate = Fraction(info.fps).limit_denominator(1001)

@@ -2,11 +2,13 @@
 partial files after an unfinished render, streams over a loopback socket, and clear errors."""
 
 import logging
+import re
 import socket
 import threading
 import time
 from fractions import Fraction
 
+import av
 import numpy as np
 import pytest
 
@@ -55,6 +57,20 @@ def test_each_codec_writes_a_file_that_decodes(tmp_path, codec, decoded_as):
     assert result.codecs == [decoded_as] and len(result.frames) == 6
     assert result.frames[0].shape == (64, 64, 3)
     assert np.abs(result.frames[3].astype(int) - pattern(3, 64, 64)).mean() < 12  # the picture, not noise
+
+
+def x264_analyse_flags(path) -> str:
+    """The partition flags x264 records in its settings message in the first frame (I-frames:P/B-frames)."""
+    with av.open(str(path)) as container:
+        packet = bytes(next(container.demux(video=0)))
+    return re.search(rb"analyse=(\S+)", packet).group(1).decode()
+
+
+def test_default_h264_skips_the_p8x8_and_b8x8_partition_search_a_named_preset_keeps_it(tmp_path):
+    render(tmp_path / "default.mp4", info_for(), frames(4))
+    render(tmp_path / "veryfast.mp4", info_for(), frames(4), EncoderSettings(preset="veryfast"))
+    assert x264_analyse_flags(tmp_path / "default.mp4") == "0x3:0x3"  # i4x4 + i8x8 only
+    assert x264_analyse_flags(tmp_path / "veryfast.mp4") == "0x3:0x113"  # x264's veryfast: + p8x8, b8x8
 
 
 def test_webm_output_reencodes_aac_audio_and_says_so(tmp_path, caplog):
