@@ -378,7 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="adain", description="Real-time arbitrary style transfer (AdaIN) for images, video files, cameras "
                                   "and streams.", formatter_class=HelpFormatter)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print only warnings and errors (no progress bars, summaries or tables)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     image = commands.add_parser(
@@ -567,13 +568,23 @@ def add_eval_parser(commands: argparse._SubParsersAction) -> None:
 
 def report_error(message: str) -> None:
     """One unwrapped line on stderr, whatever the terminal width, so it can be read and grepped."""
-    console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    if console.quiet:  # -q silences the console, never an error
+        sys.stderr.write(f"error: {message}\n")
+    else:
+        console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def configure_logging(verbose: int, quiet: bool) -> None:
+    """-q: no progress bars, summaries or tables, and only warnings and errors, as plain lines. Otherwise log
+    records go through the console, so that they print above a live progress bar instead of into it."""
+    console.quiet = quiet
+    if quiet:
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    else:
+        handler = RichHandler(console=console, show_path=verbose > 1, markup=False)
     level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]", force=True,
-                        handlers=[RichHandler(console=console, show_path=verbose > 1, markup=False)])
+    logging.basicConfig(level=level, format="%(message)s", datefmt="[%X]", force=True, handlers=[handler])
     # --compile on a CPU-only machine: torch notes that it found no CUDA runtime, which is expected.
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.WARNING if verbose > 1 else logging.ERROR)
 

@@ -120,6 +120,20 @@ def test_no_overwrite_without_the_flag_and_usage_errors(media, tmp_path, capsys)
     assert "--style-weights mixes styles" in capsys.readouterr().err
 
 
+def test_quiet_prints_only_warnings_and_errors(media, tmp_path, capsys):
+    clip = write_clip(tmp_path / "odd.mp4", width=65, height=48, frames=4)  # an odd width: a warning
+    out = tmp_path / "odd_out.mp4"
+    try:
+        assert cli.main(["-q", "video", str(clip), "-o", str(out), *style_args(media)]) == 0
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("WARNING: 65x48 has an odd side")  # no bar, no summary
+        assert len(probe(out).frames) == 4
+        assert cli.main(["-q", "video", str(clip), "-o", str(out), *style_args(media)]) == 2
+        assert capsys.readouterr().err == f"error: {out}: output exists; pass --overwrite to replace it\n"
+    finally:
+        cli.configure_logging(0, quiet=False)  # the console is the process's: later tests print through it
+
+
 def test_sigint_mid_render_leaves_a_partial_mp4_that_plays(media, tmp_path):
     out = tmp_path / "render.mp4"
     command = [sys.executable, "-m", "cli", "video", str(media / "video/bbb_640x360_24fps_aac_stereo.mp4"),
