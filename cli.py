@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from realtime.bench import report
-from realtime.bench.end_to_end import measure_end_to_end
+from realtime.bench.end_to_end import check_footage, measure_end_to_end
 from realtime.bench.runner import MODES, NAMED_SIZES, BenchRecord, BenchSettings, parse_size, run_bench
 from realtime.engine import DEVICES, PRECISIONS, PRESERVE_COLOR, StyleControls, Stylizer
 from realtime.errors import UserError
@@ -297,9 +297,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     settings = BenchSettings(models=args.models, sizes=args.sizes, precisions=args.precision, devices=args.device,
                              modes=args.modes, compile=args.compile, iters=args.iters, warmup=args.warmup,
                              max_seconds=args.max_seconds, threads=args.threads, frame_workers=args.frame_workers,
-                             tile=args.tile, style=args.style,
-                             stages=not args.no_stages, encoder_preset=args.encoder_preset)
+                             tile=args.tile, style=args.style, stages=not args.no_stages, clip=args.clip,
+                             encoder_preset=args.encoder_preset)
     report.check_outputs((args.json, args.markdown, args.plot), args.overwrite)
+    if args.clip is not None:
+        check_footage(args.clip)
     if args.plot:
         report.require_matplotlib()
 
@@ -467,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_speed_options(bench)
     bench.add_argument("--style", type=Path, metavar="STYLE", help="style image (default: a synthetic one; "
                                                                    "timing does not depend on it)")
+    bench.add_argument("--clip", type=Path, metavar="VIDEO",
+                       help="end_to_end: make the clip from this video's first frames, resized to each size "
+                            "(default: a synthetic panning scene; real footage costs the encoder more)")
     bench.add_argument("--encoder-preset", metavar="PRESET",
                        help="encoder speed preset for end_to_end (e.g. ultrafast; default: adain video's)")
     bench.add_argument("--no-stages", action="store_true", help="skip the per-stage breakdown")

@@ -57,8 +57,22 @@ def test_bench_end_to_end_through_the_video_pipeline(tmp_path):
     records = json.loads(json_path.read_text())
     check_schema(records)
     end_to_end = records[-1]
-    assert end_to_end["mode"] == "end_to_end" and end_to_end["frames"] >= 10
+    assert end_to_end["mode"] == "end_to_end" and end_to_end["frames"] >= 10 and end_to_end["clip"] == "synthetic"
     assert {"decode", "stylize", "encode"} <= set(end_to_end["stages_ms"])
+
+
+def test_bench_end_to_end_on_real_footage_and_a_bad_clip(media, tmp_path, capsys):
+    json_path = tmp_path / "e2e.json"
+    clip = media / "video/bbb_640x360_24fps_aac_stereo.mp4"
+    assert cli.main([*TINY, "--modes", "end_to_end", "--clip", str(clip), "--json", str(json_path)]) == 0
+    records = json.loads(json_path.read_text())
+    check_schema(records)
+    assert [(r["mode"], r["size"], r["clip"]) for r in records] == [("end_to_end", "64x48", clip.name)]
+    assert records[0]["frames"] >= 10
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    assert cli.main([*TINY, "--modes", "end_to_end", "--clip", str(bad)]) == 2
+    assert f"{bad}: not a video file" in capsys.readouterr().err
 
 
 def test_bench_plot(tmp_path):

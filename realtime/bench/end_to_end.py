@@ -8,11 +8,14 @@ import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 import av
 import numpy as np
 
 from ..engine import Stylizer
+from ..errors import UserError
+from ..images import resize_to
 from ..pipeline import RunOptions, StylePlan, run
 from ..sinks import EncoderSettings, VideoFileSink
 from ..sources import SourceSpec, open_source
@@ -23,20 +26,49 @@ CLIP_FPS = 25
 MIN_FRAMES = 10
 
 
-def write_clip(path: Path, height: int, width: int, frames: int) -> Path:
-    """A test clip (H.264, yuv420p) of a synthetic scene panning one pixel row and column per frame, so
-    the encoder sees motion as in real footage."""
-    scene = synthetic_frame(height + frames, width + frames)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=CLIP_FPS, options={"preset": "veryfast", "crf": "20"})
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for index in range(frames):
-            rgb = np.ascontiguousarray(scene[index:index + height, index:index + width])
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts, frame.time_base = index, Fraction(1, CLIP_FPS)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+def write_clip(path: Path, height: int, width: int, frames: int, footage: Path | None = None) -> Path:
+    """A test clip (H.264, yuv420p) of `frames` frames at this size: the first frames of `footage` resized
+    (from its start again if it is shorter), or a synthetic scene panning one pixel row and column per frame,
+    so the encoder sees motion as in real footage. Real footage costs the encoder more than the scene."""
+    pictures = _footage(footage, height, width) if footage is not None else _panning_scene(height, width, frames)
+    try:
+        with av.open(str(path), "w") as container:
+            stream = container.add_stream("libx264", rate=CLIP_FPS, options={"preset": "veryfast", "crf": "20"})
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            for index, rgb in zip(range(frames), pictures):
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                frame.pts, frame.time_base = index, Fraction(1, CLIP_FPS)
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+    finally:
+        pictures.close()
     return path
+
+
+def _panning_scene(height: int, width: int, frames: int) -> Iterator[np.ndarray]:
+    scene = synthetic_frame(height + frames, width + frames)
+    for index in range(frames):
+        yield np.ascontiguousarray(scene[index:index + height, index:index + width])
+
+
+def _footage(path: Path, height: int, width: int) -> Iterator[np.ndarray]:
+    """A video's frames resized to width x height, from its start again each time it ends."""
+    while True:
+        with open_source(SourceSpec(str(path))) as source:
+            count = 0
+            for count, frame in enumerate(source, start=1):
+                yield resize_to(frame.rgb, width, height)
+        if count == 0:
+            raise UserError(f"{path}: no video frames to benchmark with")
+
+
+def check_footage(path: Path) -> None:
+    """Fail before any measurement, naming the file, if `adain bench --clip` cannot decode a frame of it."""
+    pictures = _footage(path, 16, 16)
+    try:
+        next(pictures)
+    finally:
+        pictures.close()
 
 
 def frame_count(path: Path) -> int:
@@ -48,8 +80,8 @@ def frame_count(path: Path) -> int:
 def measure_end_to_end(stylizer: Stylizer, style_rgb: np.ndarray, height: int, width: int,
                        settings: BenchSettings, model_fps: float | None = None) -> Timing:
     """Render a clip of `settings.clip_frames` frames (fewer when the model is slow: about
-    `settings.max_seconds` of work) with the pipeline and the encoder settings of `adain video`
-    (its default preset unless `settings.encoder_preset`).
+    `settings.max_seconds` of work; made from `settings.clip` where given) with the pipeline and the
+    encoder settings of `adain video` (its default preset unless `settings.encoder_preset`).
 
     fps = frames out / wall time of the run; latency = capture to encoded-queue, per frame.
     """
@@ -57,7 +89,7 @@ def measure_end_to_end(stylizer: Stylizer, style_rgb: np.ndarray, height: int, w
     if model_fps:
         frames = max(MIN_FRAMES, min(frames, round(model_fps * settings.max_seconds)))
     with tempfile.TemporaryDirectory(prefix="adain-bench-") as folder:
-        clip = write_clip(Path(folder) / "clip.mp4", height, width, frames)
+        clip = write_clip(Path(folder) / "clip.mp4", height, width, frames, settings.clip)
         output = Path(folder) / "stylized.mp4"
         stylizer.warm_up(height, width, stylizer.prepare(style_rgb))
         plan = StylePlan(entries=((style_rgb,),))

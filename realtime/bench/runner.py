@@ -81,6 +81,7 @@ class BenchSettings:
     style: Path | None = None
     stages: bool = True
     clip_frames: int = 60
+    clip: Path | None = None  # end_to_end footage; None: a synthetic panning scene
     encoder_preset: str | None = None
 
     def __post_init__(self) -> None:
@@ -118,6 +119,7 @@ class BenchRecord:
     warmup_s: float
     stages_ms: dict[str, float] = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
+    clip: str | None = None  # end_to_end rows: the footage's file name, or "synthetic"
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -250,9 +252,10 @@ def run_bench(settings: BenchSettings, on_record: Callable[[BenchRecord], None] 
                         cell.add(records, on_record, record)
                     if "end_to_end" in settings.modes and end_to_end is not None:
                         timing = end_to_end(stylizer, style_rgb, height, width, settings, model_fps)
-                        cell.add(records, on_record, cell.record("end_to_end", _precision_name(stylizer.dtype),
-                                                                 timing, stylizer.compiled,
-                                                                 stylizer.frames_in_flight(height, width)))
+                        record = cell.record("end_to_end", _precision_name(stylizer.dtype), timing, stylizer.compiled,
+                                             stylizer.frames_in_flight(height, width))
+                        record.clip = settings.clip.name if settings.clip is not None else "synthetic"
+                        cell.add(records, on_record, record)
             del stylizers
             gc.collect()
     return records
