@@ -59,8 +59,8 @@ class _EncoderProfile:
 
 
 # Presets favour speed: the encoder shares the CPU with the networks and must keep up with them.
-# x264: veryfast without its p8x8/b8x8 partition search (superfast's partitions) costs a fifth less CPU on
-# stylized 720p frames for the same size and PSNR within 2 % and 0.1 dB (benchmarks/RESULTS.md).
+# x264: veryfast without its p8x8/b8x8 partition search (superfast's partitions) takes 14-26 % less CPU on
+# stylized 720p frames, for 1.5-1.8 % more bytes at ~0.1 dB higher PSNR (benchmarks/RESULTS.md).
 _PROFILES = {
     "libx264": _EncoderProfile(23, "veryfast", "preset", low_latency=(("tune", "zerolatency"),),
                                default_preset_tuning=(("partitions", "i8x8,i4x4"),)),
