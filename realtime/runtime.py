@@ -103,9 +103,10 @@ def available_memory(device: torch.device) -> int | None:
     """Bytes that one more frame may use on `device`: on a GPU, see `cuda_headroom`; on a CPU, the host's
     MemAvailable (capped by a cgroup memory limit); None where it cannot be known."""
     if device.type == "cuda":
-        free, total = torch.cuda.mem_get_info(device)
-        cap = int(torch.cuda.get_per_process_memory_fraction(device) * total)
-        return cuda_headroom(free, torch.cuda.memory_reserved(device), torch.cuda.memory_allocated(device), cap)
+        index = torch.cuda.current_device() if device.index is None else device.index  # the cap wants an index
+        free, total = torch.cuda.mem_get_info(index)
+        cap = int(torch.cuda.get_per_process_memory_fraction(index) * total)
+        return cuda_headroom(free, torch.cuda.memory_reserved(index), torch.cuda.memory_allocated(index), cap)
     if device.type == "mps":
         return torch.mps.recommended_max_memory() - torch.mps.driver_allocated_memory()
     return _host_available_memory()

@@ -133,7 +133,7 @@ def test_cuda_vgg_fp16_frames_fit_an_8_gib_card(size, street, style):
     """Issue 6: 1080p and 4K on an 8 GiB GPU. The caching allocator is capped at what such a card leaves
     (it raises out-of-memory past the cap), and the automatic tiling must plan for the cap, not for the
     lent card's free memory."""
-    device = torch.device("cuda")
+    device = torch.device("cuda", torch.cuda.current_device())  # the memory cap wants an index
     torch.cuda.empty_cache()
     torch.cuda.set_per_process_memory_fraction(EIGHT_GIB_CARD / torch.cuda.mem_get_info(device)[1], device)
     try:
