@@ -142,7 +142,8 @@ def add_speed_options(group: argparse._ArgumentGroup) -> None:
                        help="process frames in overlapping tiles of PX pixels (default: only where a frame "
                             "would not fit in memory; 0: never)")
     group.add_argument("--threads", type=positive_int, default=None, metavar="N",
-                       help="CPU threads for the networks (default: one per physical core, or $OMP_NUM_THREADS)")
+                       help="torch's CPU threads: on a CPU they run the networks (default: one per physical "
+                            "core, or $OMP_NUM_THREADS); on a CUDA GPU they only copy frames (default: 1)")
     group.add_argument("--frame-workers", type=positive_int, default=None, metavar="N",
                        help="video frames stylized at once on a CPU, each on its share of --threads (default: 2 "
                             "with 2 or more threads where a frame's activations are small: cd16x up to 1280x720, "

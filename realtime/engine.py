@@ -144,8 +144,9 @@ class Stylizer:
     Speed options: `compile=True` runs the per-frame path through torch.compile (once per frame
     size; tens of seconds on a CPU); `tile` is the tile side in pixels for large frames (None: tile
     only where the frame would not fit in memory, 0: never); `threads` sets the CPU thread count
-    (default: one per physical core); `frame_workers` is how many frames a video render stylizes at
-    once on a CPU, each on its share of the threads (None: as `auto_frames_in_flight` finds best);
+    (default: one per physical core on a CPU, CUDA_HOST_THREADS on a CUDA GPU); `frame_workers` is how
+    many frames a video render stylizes at once on a CPU, each on its share of the threads (None: as
+    `auto_frames_in_flight` finds best);
     `cuda_graphs` replays fixed-size frames as CUDA graphs.
     """
 
@@ -184,8 +185,9 @@ class Stylizer:
             frame_workers = 1
         self.frame_workers = frame_workers
         self.threads = None
+        if self.device.type in ("cpu", "cuda") or threads is not None:  # on a GPU, threads only copy frames
+            self.threads = configure_cpu_threads(threads, self.device.type)
         if self.device.type == "cpu":
-            self.threads = configure_cpu_threads(threads)
             reuse_freed_host_memory()
         if self.device.type == "cuda":
             configure_cuda()

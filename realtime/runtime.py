@@ -57,12 +57,23 @@ def default_cpu_threads() -> int:
     return threads
 
 
-def configure_cpu_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op thread count: `threads` if given, else OMP_NUM_THREADS if the user set it,
-    else one per physical core. Returns the count in effect."""
+CUDA_HOST_THREADS = 1
+"""torch's CPU threads by default when the networks run on a CUDA GPU, where the host only copies frames to and
+from it. With one thread per core (16 on the lent H100 machine), each frame's copy woke torch's whole OpenMP pool
+beside the decode and encode threads, and `adain video` at 1280x720 ran at 76-87 fps; with 1 thread, at 190-215
+(benchmarks/RESULTS.md, GPU section)."""
+
+
+def configure_cpu_threads(threads: int | None = None, device_type: str = "cpu") -> int:
+    """Set torch's intra-op thread count: `threads` if given, else OMP_NUM_THREADS if the user set it, else
+    one per physical core for networks on the CPU and CUDA_HOST_THREADS for networks on a CUDA GPU.
+    Returns the count in effect."""
     if threads is None and os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
-    wanted = threads if threads is not None else default_cpu_threads()
+    if threads is not None:
+        wanted = threads
+    else:
+        wanted = CUDA_HOST_THREADS if device_type == "cuda" else default_cpu_threads()
     if wanted < 1:
         raise ValueError(f"thread count must be >= 1, got {wanted}")
     if torch.get_num_threads() != wanted:

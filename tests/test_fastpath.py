@@ -96,10 +96,15 @@ def test_compiled_path_agrees_with_eager(device, precision, arch, cup, style):
     assert np.abs(again.astype(np.float64) - b).mean() > 1
 
 
-def test_thread_count_and_cgroup_quota(tmp_path):
+def test_thread_count_and_cgroup_quota(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # the defaults apply where the user set no count
     before = torch.get_num_threads()
     try:
         assert runtime.configure_cpu_threads(1) == 1 and torch.get_num_threads() == 1
+        assert runtime.configure_cpu_threads(None, "cpu") == runtime.default_cpu_threads() == torch.get_num_threads()
+        # networks on a CUDA GPU leave the host only frame copies: one thread, unless the user asks
+        assert runtime.configure_cpu_threads(None, "cuda") == runtime.CUDA_HOST_THREADS == torch.get_num_threads()
+        assert runtime.configure_cpu_threads(2, "cuda") == 2 == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
     assert 1 <= runtime.default_cpu_threads() <= len(runtime.usable_cpus())
