@@ -4,7 +4,10 @@
 #   bash benchmarks/run_gpu.sh [BUDGET_SECONDS] [STEPS]
 #
 # STEPS (comma-separated, in order; default: all of the first run's): env (versions, matmul peak, NVENC/NVDEC), tests, ab (eager block variants A/B and a
-# kernel profile), fp16 (with baseline and stages), fp16-model, e2e, compile, compile-model, fp32-bf16;
+# kernel profile), fp16 (with baseline and stages), fp16-model, e2e, e2e-clip (end to end on the real 720p clip's
+# frames, with stages), video (`adain video` on that clip, eager and --compile, one model at a time), threads
+# (that clip through video_clips.py, alternating torch's CPU thread counts $THREADS, default auto,1,4), compile,
+# compile-model, fp32-bf16;
 # train (issue 5: train the cd16x AdaIN decoder for $TRAIN_SECONDS, default 420, from the shipped one, at the
 # paper's batch 8 of 256 px crops; SIGTERM at the limit saves the run) and eval (the shipped and the new decoder on
 # the held-out 8 x 12 images).
@@ -52,6 +55,8 @@ export REALTIME_ADAIN_SHARED=/tmp/shared REALTIME_ADAIN_WEIGHTS=/tmp/shared/weig
 step install 60 python3 -m pip install --no-deps --no-build-isolation -e .
 nvidia-smi >"$RUN/nvidia-smi.txt" 2>&1
 
+CLIP=/tmp/shared/media/video/bbb_1280x720_25fps_aac_5.1.mp4
+STYLE=/tmp/shared/media/styles/vangogh_starry_night.jpg
 BENCH=(python3 cli.py bench --device cuda --models "${BENCH_MODELS:-vgg,cd16x}" --sizes "${BENCH_SIZES:-256,512,720p,1080p,4k}" --iters 30 --warmup 3
        --max-seconds 1.5 --overwrite)
 TIMEOUT=()
@@ -68,6 +73,26 @@ for name in ${STEPS//,/ }; do
             --json "$RUN/gpu-fp16-model.json" --markdown "$RUN/gpu-fp16-model.md" ;;
     e2e) step bench-e2e 90 "${BENCH[@]}" --precision fp16 --modes model,end_to_end --no-stages \
             --json "$RUN/gpu-e2e.json" --markdown "$RUN/gpu-e2e.md" ;;
+    e2e-clip) step bench-e2e-clip 120 "${BENCH[@]}" --precision fp16 --modes model,end_to_end --clip "$CLIP" \
+            --json "$RUN/gpu-e2e-clip.json" --markdown "$RUN/gpu-e2e-clip.md" ;;
+    video) models=${BENCH_MODELS:-vgg,cd16x}  # the user's command on the real 720p clip, eager then compiled
+           for model in ${models//,/ }; do
+               for flags in "" "--compile"; do
+                   step "video-$model${flags:+-compiled}" 90 python3 cli.py video "$CLIP" --style "$STYLE" \
+                       --model "$model" --device cuda $flags -o "/tmp/video-$model$flags.mp4" --overwrite
+               done
+           done
+           step video-readback 30 python3 - /tmp/video-*.mp4 <<'PY'
+import sys, av
+for path in sys.argv[1:]:
+    with av.open(path) as container:
+        codec = container.streams.video[0].codec_context.name
+        print(path, codec, sum(1 for _ in container.decode(video=0)), "frames")
+PY
+           ;;
+    threads) step video-threads 150 python3 benchmarks/video_clips.py --media /tmp/shared/media --models cd16x,vgg \
+                 --sizes 1280x720 --frames 132 --threads "${THREADS:-auto,1,4}" --rounds 3 \
+                 --json "$RUN/gpu-video-threads.json" ;;
     compile) step bench-compile 150 "${BENCH[@]}" --precision fp16 --modes model,end_to_end --no-stages --compile \
             --json "$RUN/gpu-compile.json" --markdown "$RUN/gpu-compile.md" ;;
     compile-model) step bench-compile-model 100 "${BENCH[@]}" --precision fp16 --modes model --no-stages --compile \

@@ -7,8 +7,9 @@ networks alone on frames of that clip, so the ratio compares like with like on a
     REALTIME_ADAIN_WEIGHTS=../shared/weights .venv/bin/python benchmarks/video_clips.py --json video.json
 
 `--presets default,veryfast,ultrafast --rounds 3` compares x264 presets (`default`: the tool's own choice, its
-tuned veryfast), and `--frame-workers 1,auto` one frame at a time with the frames in flight the tool picks:
-every round renders each variant once, in turn, so that the machine's drift falls on all of them alike. The
+tuned veryfast), `--frame-workers 1,auto` one frame at a time with the frames in flight the tool picks, and
+`--threads auto,1` torch's CPU thread count (on a GPU, the threads that copy frames to and from it): every
+round renders each variant once, in turn, so that the machine's drift falls on all of them alike. The
 networks alone are timed one frame at a time (the ratio's denominator) and with the row's frames in flight.
 """
 
@@ -24,6 +25,7 @@ from rich.table import Table
 from realtime.bench.runner import BenchSettings, time_frames
 from realtime.engine import Stylizer
 from realtime.pipeline import StylePlan
+from realtime.runtime import configure_cpu_threads
 from realtime.sinks import EncoderSettings
 from realtime.sources import SourceSpec, open_source
 from realtime.ui import console, print_wide
@@ -46,9 +48,10 @@ def model_only_fps(stylizer: Stylizer, clip: Path, style: Path, frames: int, in_
 
 
 def measure(model: str, stylizer: Stylizer, size: str, style: Path, media: Path, out_dir: Path,
-            preset: str | None = None) -> dict:
+            preset: str | None = None, frames: int | None = None) -> dict:
     clip = media / CLIPS[size]
-    frames = FRAMES[(model, size)]
+    frames = frames or FRAMES[(model, size)]
+    threads = configure_cpu_threads(stylizer.threads)  # torch's count is global: this stylizer's, for its rows
     width, height = (int(side) for side in size.split("x"))
     in_flight = stylizer.frames_in_flight(height, width)
     networks_fps = model_only_fps(stylizer, clip, style, max(3, frames // 2))
@@ -58,7 +61,8 @@ def measure(model: str, stylizer: Stylizer, size: str, style: Path, media: Path,
                    encoder=EncoderSettings(preset=preset), overwrite=True, max_frames=frames)
     run = run_video_job(job, stylizer).runs[0]
     return {"model": model, "size": size, "precision": str(stylizer.dtype).removeprefix("torch."),
-            "compile": stylizer.compiled, "preset": preset or "default", "frames_in_flight": in_flight,
+            "compile": stylizer.compiled, "preset": preset or "default", "threads": threads,
+            "frames_in_flight": in_flight,
             "frames": run.frames_out, "kb_per_frame": round(output.stat().st_size / 1000 / max(1, run.frames_out), 1),
             "video_fps": round(run.fps, 2), "model_only_fps": round(networks_fps, 2),
             "model_only_in_flight_fps": round(in_flight_fps, 2), "ratio": round(run.fps / networks_fps, 2),
@@ -83,19 +87,24 @@ def main() -> None:
                         "ultrafast ('default': the tool's own, with its tuning)")
     parser.add_argument("--frame-workers", default="auto", help="frames in flight to compare, e.g. 1,auto "
                         "(default: the tool's own choice)")
+    parser.add_argument("--threads", default="auto", help="CPU thread counts to compare, e.g. auto,1 (default: "
+                        "the tool's own choice, one per physical core)")
+    parser.add_argument("--frames", type=int, help="frames to render per row (default: a count that suits a 2-core "
+                        "CPU, 10 to 120 by model and size)")
     parser.add_argument("--rounds", type=int, default=1, help="render every row this many times, in turn")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     style = args.media / "styles" / "vangogh_starry_night.jpg"
     presets = [None if preset == "default" else preset for preset in args.presets.split(",")]
     workers = [None if count == "auto" else int(count) for count in args.frame_workers.split(",")]
-    stylizers = [(model, Stylizer(model, compile=args.compile, frame_workers=count))
-                 for model in args.models.split(",") for count in workers]
+    thread_counts = [None if count == "auto" else int(count) for count in args.threads.split(",")]
+    stylizers = [(model, Stylizer(model, compile=args.compile, frame_workers=count, threads=threads))
+                 for model in args.models.split(",") for count in workers for threads in thread_counts]
     with tempfile.TemporaryDirectory() as out_dir:
-        rows = [measure(model, stylizer, size, style, args.media, Path(out_dir), preset)
+        rows = [measure(model, stylizer, size, style, args.media, Path(out_dir), preset, args.frames)
                 for _ in range(args.rounds) for model, stylizer in stylizers for size in args.sizes.split(",")
                 for preset in presets]
-    table = Table("model", "size", "precision", "compile", "preset", "in flight", "frames", "kB/frame",
+    table = Table("model", "size", "precision", "compile", "preset", "threads", "in flight", "frames", "kB/frame",
                   "adain video fps", "model-only fps", "model-only fps (in flight)", "ratio",
                   "networks ms/frame (in the run)", title="adain video on the shared clips")
     for row in rows:
