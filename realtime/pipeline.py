@@ -102,6 +102,8 @@ class RunResult:
     frames_out: int = 0
     seconds: float = 0.0
     stylize_seconds: float = 0.0  # summed over frames: with several frames in flight, more than the wall time
+    first_frame_seconds: float = 0.0  # start to first frame out: one-off costs (compilation, warm-up) land here
+    first_frames_stylize_seconds: float = 0.0  # of each frame worker's first frame, which can wait on those costs
     frames_in_flight: int = 1
     interrupted: str | None = None  # the signal's name when one stopped the run
     latencies_ms: list[float] = field(default_factory=list)
@@ -110,6 +112,12 @@ class RunResult:
     @property
     def fps(self) -> float:
         return self.frames_out / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steady_fps(self) -> float:
+        """Frames per second after the first frame, the rate a longer render keeps up."""
+        rest = self.seconds - self.first_frame_seconds
+        return (self.frames_out - 1) / rest if self.frames_out > 1 and rest > 0 else 0.0
 
     def latency_ms(self, percent: float) -> float:
         """Latency from capture to output at a percentile (50: median), in ms."""
@@ -249,6 +257,10 @@ def run(open_source: Callable[[], Source], stylizer: FrameStylizer, plan: StyleP
                 sink.write(frame, stylized)
             now = time.monotonic()
             result.frames_out += 1
+            if result.frames_out == 1:
+                result.first_frame_seconds = now - started
+            if result.frames_out <= workers.count:
+                result.first_frames_stylize_seconds += seconds
             result.latencies_ms.append((now - frame.captured) * 1000)
             status = Status(stylizer.info.name, prepared.label, looks.controls.alpha, looks.controls.preserve_color,
                             rate.tick(now), result.latencies_ms[-1], source.report.dropped, looks.controls.paused)

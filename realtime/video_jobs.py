@@ -219,15 +219,32 @@ class _FrameProgress:
         self._bar.update(self._task, completed=result.frames_out, speed=speed)
 
 
+SLOW_FIRST_FRAME_SECONDS = 1.0
+"""A first frame slower than this (compilation, cuDNN's algorithm search, a slow source) is left out of a second
+rate, so a short render's summary also shows the speed it ran at once started."""
+
+
+def _speed(result: RunResult) -> str:
+    """'; N fps average over S s[, M fps after the first frame, which took F s] (networks X ms/frame[, ...])'."""
+    text = f"; {result.fps:.1f} fps average over {result.seconds:.1f} s"
+    if not result.frames_out:
+        return text
+    frames, stylize_seconds = result.frames_out, result.stylize_seconds
+    if frames > result.frames_in_flight and result.first_frame_seconds > SLOW_FIRST_FRAME_SECONDS:
+        text += (f", {result.steady_fps:.1f} fps after the first frame, which took "
+                 f"{result.first_frame_seconds:.1f} s")
+        frames -= result.frames_in_flight  # each frame worker's first frame waited on the same one-off costs
+        stylize_seconds -= result.first_frames_stylize_seconds
+    in_flight = f", {result.frames_in_flight} frames at once" if result.frames_in_flight > 1 else ""
+    return text + f" (networks {1000 * stylize_seconds / frames:.0f} ms/frame{in_flight})"
+
+
 def report_run(result: RunResult) -> None:
     """The closing summary: frames in and out, drops and damage, speed, latency, and each output."""
     info, source = result.info, result.source
     lines = [f"{info.name}: {source.delivered} frame(s) in, {result.frames_out} out"
              + (f", {source.dropped} dropped (live: the newest frame wins)" if source.dropped else "")
-             + f"; {result.fps:.1f} fps average over {result.seconds:.1f} s"
-             + (f" (networks {1000 * result.stylize_seconds / result.frames_out:.0f} ms/frame"
-                + (f", {result.frames_in_flight} frames at once)" if result.frames_in_flight > 1 else ")")
-                if result.frames_out else "")
+             + _speed(result)
              + (f", latency median {result.latency_ms(50):.0f} ms, p95 {result.latency_ms(95):.0f} ms"
                 if info.live else "")]
     if source.corrupt_packets or source.damaged_frames:

@@ -2,8 +2,10 @@
 output, and every thread closed even when opening a sink fails."""
 
 import os
+import re
 import signal
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,8 @@ from realtime.images import read_image, resize_shorter_side, write_image
 from realtime.pipeline import Action, RunOptions, StylePlan, LiveControls, run
 from realtime.sinks import EncoderSettings, VideoFileSink
 from realtime.sources import SourceSpec, open_source
+from realtime.ui import console
+from realtime.video_jobs import report_run
 
 BRIGHT, DARK = "hokusai_great_wave.jpg", "turner_shipwreck.jpg"
 
@@ -145,3 +149,43 @@ def test_controls_wrap_styles_clamp_alpha_and_cycle_colour_modes():
     assert modes == ["histogram", "luminance", "none"]
     controls.apply(Action.PAUSE, entries=3)
     assert controls.paused
+
+
+class _SlowFirstFrame:
+    """The stylizer, with a first frame that takes as long as a compilation would."""
+
+    def __init__(self, stylizer: Stylizer, seconds: float) -> None:
+        self._stylizer, self._seconds, self._calls = stylizer, seconds, 0
+
+    def __getattr__(self, name):
+        return getattr(self._stylizer, name)
+
+    def stylize(self, frame, styles):
+        self._calls += 1
+        if self._calls == 1:
+            time.sleep(self._seconds)
+        return self._stylizer.stylize(frame, styles)
+
+
+def test_the_summary_gives_the_rate_after_a_slow_first_frame(clip, media, tmp_path):
+    """A short render whose first frame compiles reports, besides its average, the rate it ran at once started,
+    and the networks' time per frame without the first."""
+    stylizer = Stylizer("cd16x", "cpu", "fp32", style_size=256, frame_workers=1)  # the first frame out is the slow one
+    plan = StylePlan(((str(media / "styles" / BRIGHT),),))
+    summaries = {}
+    for first_frame_seconds in (0.0, 1.5):
+        result = run(lambda: open_source(SourceSpec(str(clip))), _SlowFirstFrame(stylizer, first_frame_seconds), plan,
+                     file_sink(tmp_path / f"first{first_frame_seconds}.mp4"), options=RunOptions(max_frames=8))
+        with console.capture() as captured:
+            report_run(result)
+        summaries[first_frame_seconds] = (result, captured.get())
+    fast, fast_text = summaries[0.0]
+    assert "after the first frame" not in fast_text and fast.first_frame_seconds < 1.0
+    slow, slow_text = summaries[1.5]
+    assert slow.frames_out == 8 and slow.first_frame_seconds >= 1.5 and slow.first_frames_stylize_seconds >= 1.5
+    assert slow.steady_fps == pytest.approx(7 / (slow.seconds - slow.first_frame_seconds))
+    assert slow.steady_fps > 3 * slow.fps
+    match = re.search(r"([\d.]+) fps after the first frame, which took ([\d.]+) s \(networks (\d+) ms/frame",
+                      slow_text)
+    assert match, slow_text
+    assert float(match.group(2)) >= 1.5 and int(match.group(3)) < 1000 * 1.5 / 7  # the first frame left out
