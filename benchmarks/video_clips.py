@@ -87,8 +87,8 @@ def main() -> None:
                         "ultrafast ('default': the tool's own, with its tuning)")
     parser.add_argument("--frame-workers", default="auto", help="frames in flight to compare, e.g. 1,auto "
                         "(default: the tool's own choice)")
-    parser.add_argument("--threads", default="auto", help="CPU thread counts to compare, e.g. auto,1 (default: "
-                        "the tool's own choice, one per physical core)")
+    parser.add_argument("--threads", default="auto", help="torch's CPU thread counts to compare, e.g. auto,1 "
+                        "(default: the tool's own choice)")
     parser.add_argument("--frames", type=int, help="frames to render per row (default: a count that suits a 2-core "
                         "CPU, 10 to 120 by model and size)")
     parser.add_argument("--rounds", type=int, default=1, help="render every row this many times, in turn")

@@ -59,9 +59,9 @@ def default_cpu_threads() -> int:
 
 CUDA_HOST_THREADS = 1
 """torch's CPU threads by default when the networks run on a CUDA GPU, where the host only copies frames to and
-from it. With one thread per core (16 on the lent H100 machine), each frame's copy woke torch's whole OpenMP pool
-beside the decode and encode threads, and `adain video` at 1280x720 ran at 76-87 fps; with 1 thread, at 190-215
-(benchmarks/RESULTS.md, GPU section)."""
+from it. With one thread per core (16 on the lent H100 machine) beside the decode and encode threads, `adain video`
+at 1280x720 ran 2.0-2.6x slower than with 1 thread, in every round of two A/B runs (benchmarks/RESULTS.md, GPU
+"Runs 6-9"); the likely cause, torch's OpenMP pool waking for each frame's copies, was not profiled."""
 
 
 def configure_cpu_threads(threads: int | None = None, device_type: str = "cpu") -> int:
