@@ -236,8 +236,10 @@ def run_bench(settings: BenchSettings, on_record: Callable[[BenchRecord], None] 
             stylizers: dict[str, tuple[Stylizer, PreparedStyle]] = {}
             for height, width in settings.sizes:
                 cell = _Cell(model, architecture, height, width, device, env, settings)
-                if "baseline" in settings.modes:
+                if "baseline" in settings.modes:  # peers' loop with torch's CPU threads as theirs, on any device
+                    configure_cpu_threads(settings.threads)
                     cell.add(records, on_record, _measure_baseline(cell, style_rgb, store))
+                    configure_cpu_threads(settings.threads, device.type)  # ours again (1 on CUDA)
                 for precision in settings.precisions:
                     if precision not in stylizers:
                         stylizer = Stylizer(model, str(device), precision, compile=settings.compile,
