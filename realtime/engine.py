@@ -184,9 +184,7 @@ class Stylizer:
             log.warning("%s runs one frame at a time; ignoring %d frame workers", self.device.type, frame_workers)
             frame_workers = 1
         self.frame_workers = frame_workers
-        self.threads = None
-        if self.device.type in ("cpu", "cuda") or threads is not None:  # on a GPU, threads only copy frames
-            self.threads = configure_cpu_threads(threads, self.device.type)
+        self.threads = configure_cpu_threads(threads, self.device.type)  # on a GPU, threads only copy frames
         if self.device.type == "cpu":
             reuse_freed_host_memory()
         if self.device.type == "cuda":

@@ -64,10 +64,12 @@ at 1280x720 ran 2.0-2.6x slower than with 1 thread, in every round of two A/B ru
 "Runs 6-9"); the likely cause, torch's OpenMP pool waking for each frame's copies, was not profiled."""
 
 
-def configure_cpu_threads(threads: int | None = None, device_type: str = "cpu") -> int:
+def configure_cpu_threads(threads: int | None = None, device_type: str = "cpu") -> int | None:
     """Set torch's intra-op thread count: `threads` if given, else OMP_NUM_THREADS if the user set it, else
     one per physical core for networks on the CPU and CUDA_HOST_THREADS for networks on a CUDA GPU.
-    Returns the count in effect."""
+    Returns the count in effect, or None where it was left as torch has it (other devices, no `threads`)."""
+    if threads is None and device_type not in ("cpu", "cuda"):
+        return None
     if threads is None and os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
     if threads is not None:

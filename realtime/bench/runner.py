@@ -227,8 +227,7 @@ def run_bench(settings: BenchSettings, on_record: Callable[[BenchRecord], None] 
     style_rgb = style_image(settings)
     for device_name in settings.devices:
         device = select_device(device_name)
-        if device.type in ("cpu", "cuda") or settings.threads is not None:
-            configure_cpu_threads(settings.threads, device.type)
+        configure_cpu_threads(settings.threads, device.type)
         env = environment(device)
         log.info("benchmarking on %s (%s), %d threads", device, env["gpu"] or env["cpu"], env["threads"])
         for model in settings.models:
