@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
@@ -98,7 +99,13 @@ def compile_module(module: nn.Module, device: torch.device) -> Callable[..., tor
             return compiled(*args)
         with compiling, torch._inductor.config.patch(settings), \
                 torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+            if signature in compiled_for:  # another thread compiled it while this one waited
+                return compiled(*args)
+            log.info("compiling for input %s on %d thread(s): once per frame size and thread count, "
+                     "tens of seconds on a CPU", tuple(args[0].shape), torch.get_num_threads())
+            started = time.perf_counter()
             output = compiled(*args)
+            log.info("compiled in %.1f s", time.perf_counter() - started)
         compiled_for.add(signature)
         return output
     return run

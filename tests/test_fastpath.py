@@ -2,6 +2,8 @@
 CPU conv+ReLU equals the plain one, torch.compile agrees, and the runtime helpers behave. CUDA graph and
 pinned-transfer tests are marked gpu (skipped without one)."""
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -67,10 +69,12 @@ def test_fused_conv_relu_equals_conv_then_relu(cup):
 @pytest.mark.slow
 @pytest.mark.parametrize("device,precision,arch", [
     ("cpu", "bf16", "cd16x"), pytest.param("cuda", "fp16", "vgg", marks=pytest.mark.gpu)])
-def test_compiled_path_agrees_with_eager(device, precision, arch, cup, style):
+def test_compiled_path_agrees_with_eager(device, precision, arch, cup, style, caplog):
     """torch.compile (CPU: inductor, freezing, C++ wrapper): the same picture within rounding, also from two
     frame workers at once (one thread each), with inductor's settings back as they were after each call;
-    and a new alpha is a new input, not a recompile with the old value baked in."""
+    each compilation is announced (the first frame of a size waits for it); and a new alpha is a new
+    input, not a recompile with the old value baked in."""
+    caplog.set_level(logging.INFO, logger="realtime.fastpath")
     eager = Stylizer(arch, device, precision)
     compiled = Stylizer(arch, device, precision, compile=True)
     a = eager.stylize(cup, eager.prepare(style))
@@ -92,8 +96,12 @@ def test_compiled_path_agrees_with_eager(device, precision, arch, cup, style):
     if device == "cpu":  # frozen like the first graph: pre-packed oneDNN convs, no ATen convolution calls
         assert not any("aten::convolution" in names for _, names in results)
     assert not torch._inductor.config.freezing and not torch._inductor.config.cpp_wrapper
+    announced = [r.getMessage() for r in caplog.records if r.getMessage().startswith("compiling for input")]
+    assert 1 <= len(announced) <= 2  # the caller's thread count, and the workers' where it differs
+    caplog.clear()
     again = compiled.stylize(cup, compiled.prepare(style, StyleControls(alpha=0.5)))
     assert np.abs(again.astype(np.float64) - b).mean() > 1
+    assert not any(r.getMessage().startswith("compiling") for r in caplog.records)
 
 
 def test_thread_count_and_cgroup_quota(tmp_path, monkeypatch):
