@@ -8,6 +8,7 @@ converted back to uint8 on the device before it is downloaded.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -20,7 +21,8 @@ from . import adain as A
 from .errors import UserError
 from .fastpath import CudaGraphRunner, FramePath, compile_module, fold_colour_conv
 from .frame_workers import auto_frames_in_flight
-from .images import frames_to_tensor, pad_to_multiple, tensor_to_frames
+from .images import (frames_to_tensor, inference_size, pad_to_multiple, resize_frames, resize_images,
+                     tensor_to_frames)
 from .models import build_network
 from .precision import safe_half_precision
 from .runtime import (available_memory, configure_cpu_threads, configure_cuda, download, reuse_freed_host_memory,
@@ -284,15 +286,22 @@ class Stylizer:
         frames = upload(frames, self.device)
         batch = frames.unsqueeze(0) if frames.dim() == 3 else frames
         if self._plain(prepared, *batch.shape[1:3]):
-            return self._frames_path(batch, prepared.mixed.mean, prepared.mixed.std, self._alpha(prepared))
+            small = resize_frames(batch, inference_size(*batch.shape[1:3], self.content_size))
+            out = self._frames_path(small, prepared.mixed.mean, prepared.mixed.std, self._alpha(prepared))
+            return resize_frames(out, batch.shape[1:3])
         return tensor_to_frames(self.stylize_images(frames_to_tensor(batch, self.dtype), prepared))
 
     def _plain(self, prepared: PreparedStyle, height: int, width: int) -> bool:
-        """Frames that the fast path can take: no per-frame style work, no tiling, no rescaling."""
+        """Frames that the fast path can take: no per-frame style work, no tiling."""
         controls = prepared.controls
-        padded = (height + -height % STRIDE, width + -width % STRIDE)  # tiling is decided on the padded size
-        return (controls.mask is None and controls.preserve_color == "none" and not self.content_size
-                and self._tile_cells(*padded) is None)
+        return (controls.mask is None and controls.preserve_color == "none"
+                and self._tile_cells(*self._network_size(height, width)) is None)
+
+    def _network_size(self, height: int, width: int) -> tuple[int, int]:
+        """The padded size the networks see for a frame: after --content-size, padded to multiples of 8
+        (tiling and frames in flight are decided on it)."""
+        height, width = inference_size(height, width, self.content_size)
+        return height + -height % STRIDE, width + -width % STRIDE
 
     def _alpha(self, prepared: PreparedStyle) -> torch.Tensor:
         """alpha as a device tensor (made once per value), so changing it recompiles nothing."""
@@ -313,7 +322,8 @@ class Stylizer:
         """How many frames of this size to stylize at once (see `frame_workers`)."""
         if self.frame_workers is not None:
             return self.frame_workers
-        activation_bytes = self._widest_full_res_channels() * height * width * self.dtype.itemsize
+        pixels = math.prod(self._network_size(height, width))
+        activation_bytes = self._widest_full_res_channels() * pixels * self.dtype.itemsize
         return auto_frames_in_flight(self.device, self.threads, activation_bytes)
 
     # ------------------------------------------------------------------ tiling
@@ -347,14 +357,9 @@ class Stylizer:
 
     def stylize_images(self, x: torch.Tensor, prepared: PreparedStyle) -> torch.Tensor:
         """(N, 3, H, W) float in [0, 1] on the device -> stylized, same size, clamped to [0, 1]."""
-        height, width = x.shape[-2:]
-        if self.content_size and min(height, width) != self.content_size:
-            scale = self.content_size / min(height, width)
-            small = F.interpolate(x, size=(max(8, round(height * scale)), max(8, round(width * scale))),
-                                  mode="bilinear", antialias=scale < 1, align_corners=False)
-            out = self._stylize_native(small, prepared)
-            return F.interpolate(out, size=(height, width), mode="bilinear", align_corners=False).clamp_(0, 1)
-        return self._stylize_native(x, prepared)
+        frame_size = tuple(x.shape[-2:])
+        small = resize_images(x, inference_size(*frame_size, self.content_size))
+        return resize_images(self._stylize_native(small, prepared), frame_size).clamp_(0, 1)
 
     def _stylize_native(self, x: torch.Tensor, prepared: PreparedStyle) -> torch.Tensor:
         controls = prepared.controls

@@ -63,6 +63,17 @@ def test_hd_clip_keeps_its_size_and_51_audio_for_the_part_asked(media, tmp_path)
     assert result.audio_packets == original.audio_packets[start:start + len(result.audio_packets)]
 
 
+def test_content_size_stylizes_hd_at_a_smaller_size_and_keeps_the_output_size(media, tmp_path):
+    """--content-size on a 720p clip with the default precision (bf16 on CPUs that have it)."""
+    source = media / "video/bbb_1280x720_25fps_aac_5.1.mp4"
+    out = tmp_path / "hd_small.mp4"
+    assert cli.main(["video", str(source), "-o", str(out), "--duration", "0.4", "--content-size", "180",
+                     *style_args(media)]) == 0
+    original, result = probe(source), probe(out)
+    assert len(result.frames) == 10 and result.frames[0].shape == (720, 1280, 3)
+    assert toward_style(original.frames[:10:3], result.frames[::3], media)
+
+
 def test_each_special_input_gives_the_right_output_or_a_clear_error(media, tmp_path, capsys):
     clips = tmp_path / "in"
     clips.mkdir()

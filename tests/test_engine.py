@@ -7,7 +7,7 @@ import torch
 from realtime.adain import StyleStats
 from realtime.engine import StyleControls, Stylizer, select_device, select_precision
 from realtime.errors import UserError
-from realtime.images import read_image
+from realtime.images import frames_to_tensor, read_image, tensor_to_frames
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +93,7 @@ def test_bf16_agrees_with_fp32_on_shared_media(media, style):
     content = read_image(media / "content" / "city_leuven_street_751x563.jpg").rgb
     fp32 = Stylizer("cd16x", device="cpu", precision="fp32").stylize(content, style).astype(np.float64)
     bf16 = Stylizer("cd16x", device="cpu", precision="bf16").stylize(content, style).astype(np.float64)
-    psnr = 10 * np.log10(255.0 ** 2 / np.mean((fp32 - bf16) ** 2))
-    assert psnr >= 30, psnr
+    assert _psnr(fp32, bf16) >= 30
 
 
 def test_device_and_precision_choice():
@@ -109,3 +108,28 @@ def test_device_and_precision_choice():
         select_precision("int8", torch.device("cpu"))
     with pytest.raises(UserError, match="alpha"):
         StyleControls(alpha=2.0)
+
+
+def test_content_size_runs_the_networks_small_on_the_fast_path(style, media):
+    """--content-size: the plain path shrinks the uint8 frame, stylizes it and scales the result back, in
+    bf16 too (whose float resize once failed on CPUs); it agrees with the general path, which resizes
+    float images, within the networks' sensitivity to one level of input rounding."""
+    stylizer = Stylizer("cd16x", device="cpu", precision="bf16", content_size=180)
+    seen = []
+    frames_path = stylizer._frames_path
+    stylizer._frames_path = lambda frames, *args: seen.append(tuple(frames.shape)) or frames_path(frames, *args)
+    content = read_image(media / "content" / "city_leuven_street_751x563.jpg").rgb
+    prepared = stylizer.prepare(style)
+    fast = stylizer.stylize(content, prepared)
+    assert fast.shape == content.shape and seen == [(1, 180, 240, 3)]
+    with torch.inference_mode():
+        general = stylizer.stylize_images(frames_to_tensor(torch.from_numpy(content), stylizer.dtype), prepared)
+    general = tensor_to_frames(general)[0].numpy()
+    assert _psnr(fast, general) >= 35
+    kept = stylizer.stylize(content, style, StyleControls(preserve_color="luminance"))
+    assert kept.shape == content.shape and seen == [(1, 180, 240, 3)]  # not the fast path
+    assert stylizer.frames_in_flight(563, 751) == stylizer.frames_in_flight(180, 240)
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return 10 * np.log10(255.0 ** 2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))

@@ -5,7 +5,10 @@ import pytest
 from PIL import Image
 
 from realtime.errors import UserError
-from realtime.images import pad_to_multiple, read_image, resize_shorter_side, write_image
+import torch
+
+from realtime.images import (frames_to_tensor, inference_size, pad_to_multiple, read_image, resize_frames,
+                             resize_images, resize_shorter_side, tensor_to_frames, write_image)
 
 
 def _gradient(width=40, height=30):
@@ -71,8 +74,39 @@ def test_bad_files_give_one_line_errors_naming_the_file(tmp_path, media):
 def test_resize_and_pad_helpers():
     rgb = _gradient(40, 30)
     assert resize_shorter_side(rgb, 15).shape == (15, 20, 3)
-    import torch
     x = torch.rand(1, 3, 30, 41)
     padded, size = pad_to_multiple(x)
     assert padded.shape[-2:] == (32, 48) and size == (30, 41)
     assert torch.equal(padded[..., :30, :41], x)
+
+
+@pytest.mark.parametrize("height,width,side,expected", [
+    (720, 1280, 360, (360, 640)), (1080, 1920, 360, (360, 640)), (1280, 720, 360, (640, 360)),
+    (360, 640, 720, (720, 1280)), (250, 333, 100, (100, 133)), (720, 1280, 0, (720, 1280)),
+    (480, 640, 480, (480, 640)), (16, 4000, 2, (8, 2000))])
+def test_inference_size_sets_the_shorter_side_and_keeps_the_aspect(height, width, side, expected):
+    assert inference_size(height, width, side) == expected
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("size", [(15, 20), (60, 80), (30, 40)])
+def test_frames_and_float_images_resize_alike_in_any_precision(dtype, size):
+    """uint8 frames (the fast path) and float images (the general path, bf16 included: the antialiased
+    kernel has no bf16 version on CPUs) shrink and enlarge to the same picture, within one level."""
+    frames = torch.from_numpy(np.stack([_gradient(40, 30), _gradient(40, 30)[::-1].copy()]))
+    by_frames = resize_frames(frames, size)
+    by_images = tensor_to_frames(resize_images(frames_to_tensor(frames, dtype), size))
+    assert by_frames.shape == (2, *size, 3) and by_frames.dtype == torch.uint8
+    assert by_images.shape == by_frames.shape
+    tolerance = 1 if dtype == torch.float32 else 2  # bf16 holds 8 bits of mantissa
+    assert (by_frames.int() - by_images.int()).abs().max() <= tolerance
+    assert resize_frames(frames, (30, 40)) is frames
+
+
+def test_shrinking_frames_is_antialiased():
+    """A one-pixel checkerboard shrunk 3x comes out grey; point sampling (plain bilinear at this factor)
+    would give pure black and white."""
+    board = (np.indices((30, 30)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    frames = torch.from_numpy(np.repeat(board[None, :, :, None], 3, axis=3))
+    small = resize_frames(frames, (10, 10)).int()
+    assert (small - 128).abs().max() <= 30
