@@ -11,7 +11,7 @@ from realtime.bench.machine import nvidia_driver
 from realtime.bench.runner import frame_gflop, parse_size
 from realtime.errors import UserError
 
-REQUIRED = {"model": str, "size": str, "device": str, "precision": str, "mode": str, "fps": float,
+REQUIRED = {"model": str, "size": str, "inference_size": str, "device": str, "precision": str, "mode": str, "fps": float,
             "latency_ms_p50": float, "latency_ms_p95": float, "peak_mem_mb": float, "gflop_per_frame": float,
             "achieved_gflops": float, "roofline_gflops": float, "pct_of_roofline": float, "frames_in_flight": int}
 TINY = ["bench", "--models", "cd16x", "--sizes", "64x48", "--iters", "3", "--warmup", "1", "--max-seconds", "1"]
@@ -40,7 +40,8 @@ def test_bench_writes_json_and_markdown(tmp_path, capsys):
     check_schema(records)
     assert [(r["mode"], r["precision"]) for r in records] == [("baseline", "fp32"), ("model", "fp32"),
                                                               ("model", "bf16")]
-    assert all(r["size"] == "64x48" and r["model"] == "cd16x" and r["device"] == "cpu" for r in records)
+    assert all(r["size"] == r["inference_size"] == "64x48" and r["model"] == "cd16x" and r["device"] == "cpu"
+               for r in records)
     model = records[1]
     assert model["speedup_vs_baseline"] == pytest.approx(model["fps"] / records[0]["fps"], rel=0.02)
     assert {"upload", "encoder", "adain", "decoder", "download"} <= set(model["stages_ms"])
@@ -49,6 +50,26 @@ def test_bench_writes_json_and_markdown(tmp_path, capsys):
     assert sum(line.startswith("| cd16x | 64x48 |") for line in table) == 3 + 2  # results + stage rows
     screen = capsys.readouterr().err  # the rich table, on an 80-column console here: not squeezed into it
     assert "% roofline" in screen and "x baseline" in screen and "peak MB" in screen and "…" not in screen
+
+
+def test_bench_lower_resolution_mode_is_reported_apart(tmp_path):
+    """--content-size rows name the networks' size, count the FLOPs done at it, time the resizing, and
+    claim no speed-up over the full-resolution baseline."""
+    json_path, markdown_path = tmp_path / "small.json", tmp_path / "small.md"
+    assert cli.main(["bench", "--models", "cd16x", "--sizes", "128x96", "--iters", "3", "--warmup", "1",
+                     "--max-seconds", "1", "--device", "cpu", "--modes", "baseline,model,end_to_end",
+                     "--content-size", "48", "--json", str(json_path), "--markdown", str(markdown_path)]) == 0
+    records = json.loads(json_path.read_text())
+    check_schema(records)
+    baseline, model, end_to_end = records
+    assert baseline["inference_size"] == "128x96" and baseline["gflop_per_frame"] == pytest.approx(
+        frame_gflop("cd16x", 96, 128), abs=1e-3)
+    for record in (model, end_to_end):
+        assert record["size"] == "128x96" and record["inference_size"] == "64x48"
+        assert record["gflop_per_frame"] == pytest.approx(frame_gflop("cd16x", 48, 64), abs=1e-3)
+        assert record["speedup_vs_baseline"] is None
+    assert model["stages_ms"]["resize"] > 0
+    assert "| cd16x | 128x96 at 64x48 |" in markdown_path.read_text()
 
 
 def test_bench_end_to_end_through_the_video_pipeline(tmp_path):

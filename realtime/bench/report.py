@@ -11,11 +11,11 @@ from rich.table import Table
 from ..errors import UserError
 from .runner import BenchRecord
 
-COLUMNS = (("model", "model"), ("size", "size"), ("device", "device"), ("precision", "precision"), ("mode", "mode"),
+COLUMNS = (("model", "model"), ("size_shown", "size"), ("device", "device"), ("precision", "precision"), ("mode", "mode"),
            ("frames_in_flight", "in flight"), ("fps", "fps"), ("latency_ms_p50", "p50 ms"), ("latency_ms_p95", "p95 ms"),
            ("gflop_per_frame", "GFLOP/frame"), ("achieved_gflops", "GFLOP/s"), ("pct_of_roofline", "% roofline"),
            ("speedup_vs_baseline", "x baseline"), ("peak_mem_mb", "peak MB"))
-STAGES = ("upload", "to_float", "encoder", "adain", "decoder", "to_uint8", "download", "decode", "stylize", "encode")
+STAGES = ("upload", "resize", "to_float", "encoder", "adain", "decoder", "to_uint8", "download", "decode", "stylize", "encode")
 
 
 def _cell(value: object) -> str:
@@ -35,13 +35,14 @@ def stage_rows(records: Sequence[BenchRecord]) -> tuple[list[str], list[list[str
     with_stages = [r for r in records if r.stages_ms]
     present = [stage for stage in STAGES if any(stage in r.stages_ms for r in with_stages)]
     header = ["model", "size", "precision", "mode", *present]
-    body = [[r.model, r.size, r.precision, r.mode, *(_cell(r.stages_ms.get(stage)) for stage in present)]
+    body = [[r.model, r.size_shown, r.precision, r.mode, *(_cell(r.stages_ms.get(stage)) for stage in present)]
             for r in with_stages]
     return header, body
 
 
 def rich_table(records: Sequence[BenchRecord]) -> Table:
     table = Table(*(title for _, title in COLUMNS), title="adain bench")
+    table.columns[1].no_wrap = True  # "1280x720 at 640x360" in the lower-resolution mode
     for row in rows(records):
         table.add_row(*row)
     return table
@@ -111,6 +112,8 @@ def write_plot(path: Path, records: Sequence[BenchRecord]) -> None:
     for record in records:
         width, height = (int(v) for v in record.size.split("x"))
         label = f"{record.model} {record.precision} {record.mode} ({record.device})"
+        if record.inference_size != record.size:
+            label += ", networks at " + record.inference_size
         series.setdefault(label, []).append((width * height / 1e6, record.fps))
     for label, points in series.items():
         points.sort()

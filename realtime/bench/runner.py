@@ -24,7 +24,8 @@ from ..engine import PRECISIONS, PreparedStyle, Stylizer, select_device
 from ..errors import UserError
 from ..fastpath import compile_module
 from ..frame_workers import FrameWorkers
-from ..images import frames_to_tensor, pad_to_multiple, read_image, resize_to, tensor_to_frames
+from ..images import (frames_to_tensor, inference_size, pad_to_multiple, read_image, resize_frames, resize_to,
+                      tensor_to_frames)
 from ..models import build_network
 from ..runtime import configure_cpu_threads, download, synchronize, upload
 from ..weights import WeightStore
@@ -83,6 +84,7 @@ class BenchSettings:
     clip_frames: int = 60
     clip: Path | None = None  # end_to_end footage; None: a synthetic panning scene
     encoder_preset: str | None = None
+    content_size: int = 0  # the lower-resolution mode: networks at this shorter side, rows reported apart
 
     def __post_init__(self) -> None:
         unknown = [mode for mode in self.modes if mode not in MODES]
@@ -93,14 +95,19 @@ class BenchSettings:
                 raise UserError(f"unknown precision {precision!r}; choose one of auto, {', '.join(PRECISIONS)}")
         if self.iters < 1 or self.warmup < 0 or self.max_seconds <= 0:
             raise UserError("--iters must be >= 1, --warmup >= 0 and --max-seconds > 0")
+        if self.content_size < 0:
+            raise UserError("--content-size must be >= 0")
 
 
 @dataclass
 class BenchRecord:
-    """One measured configuration; `to_json` gives the documented JSON schema."""
+    """One measured configuration; `to_json` gives the documented JSON schema. `inference_size` is the size
+    the networks ran at: `size` itself, except in the lower-resolution mode (--content-size), whose rows
+    count the FLOPs done at that size and have no speed-up over the full-resolution baseline."""
 
     model: str
     size: str
+    inference_size: str
     device: str
     precision: str
     mode: str
@@ -123,6 +130,11 @@ class BenchRecord:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @property
+    def size_shown(self) -> str:
+        """The size for tables: with the networks' size where the lower-resolution mode ran them smaller."""
+        return self.size if self.inference_size == self.size else f"{self.size} at {self.inference_size}"
 
 
 @dataclass(frozen=True)
@@ -243,7 +255,8 @@ def run_bench(settings: BenchSettings, on_record: Callable[[BenchRecord], None] 
                     if precision not in stylizers:
                         stylizer = Stylizer(model, str(device), precision, compile=settings.compile,
                                             tile=settings.tile, threads=settings.threads,
-                                            frame_workers=settings.frame_workers, store=store)
+                                            frame_workers=settings.frame_workers, store=store,
+                                            content_size=settings.content_size)
                         stylizers[precision] = (stylizer, stylizer.prepare(style_rgb))
                     stylizer, prepared = stylizers[precision]
                     model_fps = None
@@ -283,11 +296,16 @@ class _Cell:
         return self.rooflines[dtype]
 
     def record(self, mode: str, precision: str, timing: Timing, compiled: bool, in_flight: int = 1) -> BenchRecord:
-        gflop = frame_gflop(self.architecture, self.height, self.width)
+        """The record of one measurement; the baseline always runs at full resolution."""
+        full_size = (self.height, self.width)
+        networks_at = full_size if mode == "baseline" else inference_size(*full_size, self.settings.content_size)
+        gflop = frame_gflop(self.architecture, *networks_at)
         roofline = self.roofline(PRECISIONS[precision])
-        speedup = timing.fps / self.baseline_fps if self.baseline_fps and mode != "baseline" else None
+        comparable = self.baseline_fps and mode != "baseline" and networks_at == full_size
+        speedup = timing.fps / self.baseline_fps if comparable else None
         return BenchRecord(
-            model=self.model, size=size_label(self.height, self.width), device=str(self.device),
+            model=self.model, size=size_label(*full_size), inference_size=size_label(*networks_at),
+            device=str(self.device),
             precision=precision, mode=mode, fps=round(timing.fps, 3), latency_ms_p50=round(timing.p50_ms, 3),
             latency_ms_p95=round(timing.p95_ms, 3), peak_mem_mb=round(timing.peak_mem_mb, 1),
             gflop_per_frame=round(gflop, 3), achieved_gflops=round(gflop * timing.fps, 1),
@@ -333,22 +351,27 @@ def _measure_model(cell: _Cell, stylizer: Stylizer, prepared: PreparedStyle) -> 
 def _stage_breakdown(stylizer: Stylizer, prepared: PreparedStyle, frame_host: torch.Tensor,
                      settings: BenchSettings) -> dict[str, float]:
     """Median ms of each stage run on its own (upload, uint8 -> float, encoder, AdaIN, decoder,
-    float -> uint8, download). With --compile the networks are compiled on their own here, so the
+    float -> uint8, download; with --content-size also the shrinking and enlarging). With --compile the networks are compiled on their own here, so the
     stages' sum exceeds the fused whole a little."""
     device = stylizer.device
     encoder = compile_module(stylizer.encoder, device) if stylizer.compiled else stylizer.encode
     decoder = compile_module(stylizer.decoder, device) if stylizer.compiled else stylizer.decode
     alpha = torch.tensor(prepared.controls.alpha, device=device)
-    frame = upload(frame_host, device)
-    x, _ = pad_to_multiple(frames_to_tensor(frame, stylizer.dtype))
+    frame = upload(frame_host, device).unsqueeze(0)
+    full_size = tuple(frame.shape[1:3])
+    small_size = inference_size(*full_size, stylizer.content_size)
+    small = resize_frames(frame, small_size)
+    x, _ = pad_to_multiple(frames_to_tensor(small, stylizer.dtype))
     feats = encoder(x)
     t = A.adain(feats, prepared.mixed, alpha)
     out = decoder(t)
-    out_frames = tensor_to_frames(out)
+    out_frames = resize_frames(tensor_to_frames(out), full_size)
     stages = {"upload": lambda: upload(frame_host, device),
-              "to_float": lambda: pad_to_multiple(frames_to_tensor(frame, stylizer.dtype)),
+              "to_float": lambda: pad_to_multiple(frames_to_tensor(small, stylizer.dtype)),
               "encoder": lambda: encoder(x), "adain": lambda: A.adain(feats, prepared.mixed, alpha),
               "decoder": lambda: decoder(t), "to_uint8": lambda: tensor_to_frames(out),
               "download": lambda: download(out_frames)}
+    if small_size != full_size:
+        stages["resize"] = lambda: resize_frames(resize_frames(frame, small_size), full_size)
     quick = BenchSettings(iters=5, warmup=1, max_seconds=max(1.0, settings.max_seconds / 4))
     return {name: round(time_frames(run, device, quick).p50_ms, 3) for name, run in stages.items()}
