@@ -11,11 +11,12 @@ from rich.table import Table
 from ..errors import UserError
 from .runner import BenchRecord
 
-COLUMNS = (("model", "model"), ("size_shown", "size"), ("device", "device"), ("precision", "precision"), ("mode", "mode"),
-           ("frames_in_flight", "in flight"), ("fps", "fps"), ("latency_ms_p50", "p50 ms"), ("latency_ms_p95", "p95 ms"),
-           ("gflop_per_frame", "GFLOP/frame"), ("achieved_gflops", "GFLOP/s"), ("pct_of_roofline", "% roofline"),
-           ("speedup_vs_baseline", "x baseline"), ("peak_mem_mb", "peak MB"))
-STAGES = ("upload", "resize", "to_float", "encoder", "adain", "decoder", "to_uint8", "download", "decode", "stylize", "encode")
+COLUMNS = (("model", "model"), ("size_shown", "size"), ("device", "device"), ("precision", "precision"),
+           ("mode", "mode"), ("frames_in_flight", "in flight"), ("fps", "fps"), ("latency_ms_p50", "p50 ms"),
+           ("latency_ms_p95", "p95 ms"), ("gflop_per_frame", "GFLOP/frame"), ("achieved_gflops", "GFLOP/s"),
+           ("pct_of_roofline", "% roofline"), ("speedup_vs_baseline", "x baseline"), ("peak_mem_mb", "peak MB"))
+STAGES = ("upload", "resize", "to_float", "encoder", "adain", "decoder", "to_uint8", "download",
+          "decode", "stylize", "encode")
 
 
 def _cell(value: object) -> str:

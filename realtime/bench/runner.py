@@ -351,8 +351,8 @@ def _measure_model(cell: _Cell, stylizer: Stylizer, prepared: PreparedStyle) -> 
 def _stage_breakdown(stylizer: Stylizer, prepared: PreparedStyle, frame_host: torch.Tensor,
                      settings: BenchSettings) -> dict[str, float]:
     """Median ms of each stage run on its own (upload, uint8 -> float, encoder, AdaIN, decoder,
-    float -> uint8, download; with --content-size also the shrinking and enlarging). With --compile the networks are compiled on their own here, so the
-    stages' sum exceeds the fused whole a little."""
+    float -> uint8, download; with --content-size also the shrinking and enlarging). With --compile the
+    networks are compiled on their own here, so the stages' sum exceeds the fused whole a little."""
     device = stylizer.device
     encoder = compile_module(stylizer.encoder, device) if stylizer.compiled else stylizer.encode
     decoder = compile_module(stylizer.decoder, device) if stylizer.compiled else stylizer.decode
