@@ -13,7 +13,8 @@ from realtime.errors import UserError
 
 REQUIRED = {"model": str, "size": str, "inference_size": str, "device": str, "precision": str, "mode": str,
             "fps": float, "latency_ms_p50": float, "latency_ms_p95": float, "peak_mem_mb": float,
-            "gflop_per_frame": float, "achieved_gflops": float, "roofline_gflops": float, "pct_of_roofline": float, "frames_in_flight": int}
+            "gflop_per_frame": float, "achieved_gflops": float, "roofline_gflops": float, "pct_of_roofline": float,
+            "frames_in_flight": int}
 TINY = ["bench", "--models", "cd16x", "--sizes", "64x48", "--iters", "3", "--warmup", "1", "--max-seconds", "1"]
 
 
