@@ -11,7 +11,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -211,6 +211,7 @@ class Stylizer:
         self._alphas: dict[float, torch.Tensor] = {}
         self.bank = StyleBank(self._encode_style, encoder_id[:16], style_size, cache)
         self._color_memo: dict[str, tuple[torch.Tensor, A.StyleStats]] = {}
+        self._networks_alone: tuple[Callable[[torch.Tensor], torch.Tensor], ...] | None = None
         log.info("model %s on %s in %s", model, self.device, str(self.dtype).removeprefix("torch."))
 
     def _convert(self, network: torch.nn.Module) -> torch.nn.Module:
@@ -344,6 +345,15 @@ class Stylizer:
 
     def _widest_full_res_channels(self) -> int:
         return self.encoder._modules[self.encoder.stages[0][0]].out_channels
+
+    def networks_alone(self) -> tuple[Callable[[torch.Tensor], torch.Tensor], ...]:
+        """(encoder, decoder), each callable on its own and compiled where the frame path is: for timing
+        the stages apart. Made once, so that a size already compiled is not announced again."""
+        if self._networks_alone is None:
+            networks = (self.encoder, self.decoder)
+            self._networks_alone = (tuple(compile_module(network, self.device) for network in networks)
+                                    if self.compiled else (self.encode, self.decode))
+        return self._networks_alone
 
     def encode(self, padded: torch.Tensor) -> torch.Tensor:
         """Content features of (N, 3, H, W) images in [0, 1] (H, W multiples of 8), tiled where needed."""

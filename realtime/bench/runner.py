@@ -22,7 +22,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from .. import adain as A
 from ..engine import PRECISIONS, PreparedStyle, Stylizer, select_device
 from ..errors import UserError
-from ..fastpath import compile_module
 from ..frame_workers import FrameWorkers
 from ..images import (frames_to_tensor, inference_size, pad_to_multiple, read_image, resize_frames, resize_to,
                       tensor_to_frames)
@@ -354,8 +353,7 @@ def _stage_breakdown(stylizer: Stylizer, prepared: PreparedStyle, frame_host: to
     float -> uint8, download; with --content-size also the shrinking and enlarging). With --compile the
     networks are compiled on their own here, so the stages' sum exceeds the fused whole a little."""
     device = stylizer.device
-    encoder = compile_module(stylizer.encoder, device) if stylizer.compiled else stylizer.encode
-    decoder = compile_module(stylizer.decoder, device) if stylizer.compiled else stylizer.decode
+    encoder, decoder = stylizer.networks_alone()
     alpha = torch.tensor(prepared.controls.alpha, device=device)
     frame = upload(frame_host, device).unsqueeze(0)
     full_size = tuple(frame.shape[1:3])
