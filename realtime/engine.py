@@ -21,8 +21,8 @@ from . import adain as A
 from .errors import UserError
 from .fastpath import CudaGraphRunner, FramePath, compile_module, fold_colour_conv
 from .frame_workers import auto_frames_in_flight
-from .images import (frames_to_tensor, inference_size, pad_to_multiple, resize_frames, resize_images,
-                     tensor_to_frames)
+from .images import (frames_to_tensor, inference_size, pad_to_multiple, padded_size, resize_frames,
+                     resize_images, tensor_to_frames)
 from .models import build_network
 from .precision import safe_half_precision
 from .runtime import (available_memory, configure_cpu_threads, configure_cuda, download, reuse_freed_host_memory,
@@ -301,8 +301,7 @@ class Stylizer:
     def _network_size(self, height: int, width: int) -> tuple[int, int]:
         """The padded size the networks see for a frame: after --content-size, padded to multiples of 8
         (tiling and frames in flight are decided on it)."""
-        height, width = inference_size(height, width, self.content_size)
-        return height + -height % STRIDE, width + -width % STRIDE
+        return padded_size(*inference_size(height, width, self.content_size), STRIDE)
 
     def _alpha(self, prepared: PreparedStyle) -> torch.Tensor:
         """alpha as a device tensor (made once per value), so changing it recompiles nothing."""
@@ -387,10 +386,10 @@ class Stylizer:
         return out
 
     def _regions(self, prepared: PreparedStyle, stats: tuple[A.StyleStats, ...] | None,
-                 padded_size: torch.Size) -> list[tuple[torch.Tensor, A.StyleStats | None]]:
+                 padded_shape: torch.Size) -> list[tuple[torch.Tensor, A.StyleStats | None]]:
         """Mask regions at the padded size: first style inside, second style (or content) outside."""
         height, width = prepared.mask.shape[-2:]
-        inside = F.pad(prepared.mask, (0, padded_size[1] - width, 0, padded_size[0] - height), mode="replicate")
+        inside = F.pad(prepared.mask, (0, padded_shape[1] - width, 0, padded_shape[0] - height), mode="replicate")
         per_style = stats if stats is not None else prepared.stats
         outside_style = per_style[1] if len(per_style) > 1 else None
         return [(inside, per_style[0]), (1.0 - inside, outside_style)]

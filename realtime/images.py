@@ -171,12 +171,17 @@ def _shrinks(size: Sequence[int], new_size: Sequence[int]) -> bool:
     return new_size[0] < size[0] or new_size[1] < size[1]
 
 
+def padded_size(height: int, width: int, multiple: int = 8) -> tuple[int, int]:
+    """The size the networks see for an H x W image: multiples of `multiple`, and at least two of them, so
+    that the deepest features are 2 pixels wide, enough for their reflection padding."""
+    return max(height + -height % multiple, 2 * multiple), max(width + -width % multiple, 2 * multiple)
+
+
 def pad_to_multiple(images: torch.Tensor, multiple: int = 8) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Reflect-pad (N, C, H, W) on the bottom/right to multiples of `multiple` (at least two multiples, so the
-    deepest features are 2 pixels wide, enough for their reflection padding); returns the original (H, W)."""
+    """Reflect-pad (N, C, H, W) on the bottom/right to `padded_size`; returns the original (H, W)."""
     height, width = images.shape[-2:]
-    pad_h = max(-height % multiple, 2 * multiple - height)
-    pad_w = max(-width % multiple, 2 * multiple - width)
+    padded_height, padded_width = padded_size(height, width, multiple)
+    pad_h, pad_w = padded_height - height, padded_width - width
     if pad_h or pad_w:
         mode = "reflect" if pad_h < height and pad_w < width else "replicate"
         images = F.pad(images, (0, pad_w, 0, pad_h), mode=mode)

@@ -7,8 +7,8 @@ from PIL import Image
 from realtime.errors import UserError
 import torch
 
-from realtime.images import (frames_to_tensor, inference_size, pad_to_multiple, read_image, resize_frames,
-                             resize_images, resize_shorter_side, tensor_to_frames, write_image)
+from realtime.images import (frames_to_tensor, inference_size, pad_to_multiple, padded_size, read_image,
+                             resize_frames, resize_images, resize_shorter_side, tensor_to_frames, write_image)
 
 
 def _gradient(width=40, height=30):
@@ -78,6 +78,10 @@ def test_resize_and_pad_helpers():
     padded, size = pad_to_multiple(x)
     assert padded.shape[-2:] == (32, 48) and size == (30, 41)
     assert torch.equal(padded[..., :30, :41], x)
+    assert [padded_size(*s) for s in [(30, 41), (720, 1280), (1076, 1916), (3, 5), (9, 201), (16, 17)]] == \
+        [(32, 48), (720, 1280), (1080, 1920), (16, 16), (16, 208), (16, 24)]
+    tiny, size = pad_to_multiple(torch.rand(1, 3, 3, 5))
+    assert tiny.shape[-2:] == (16, 16) and size == (3, 5)
 
 
 @pytest.mark.parametrize("height,width,side,expected", [

@@ -27,14 +27,16 @@ MIN_FRAMES = 10
 
 
 def write_clip(path: Path, height: int, width: int, frames: int, footage: Path | None = None) -> Path:
-    """A test clip (H.264, yuv420p) of `frames` frames at this size: the first frames of `footage` resized
-    (from its start again if it is shorter), or a synthetic scene panning one pixel row and column per frame,
-    so the encoder sees motion as in real footage. Real footage costs the encoder more than the scene."""
+    """A test clip (H.264, yuv420p; yuv444p at odd sizes, which 4:2:0 cannot hold) of `frames` frames at this
+    size: the first frames of `footage` resized (from its start again if it is shorter), or a synthetic scene
+    panning one pixel row and column per frame, so the encoder sees motion as in real footage. Real footage
+    costs the encoder more than the scene."""
     pictures = _footage(footage, height, width) if footage is not None else _panning_scene(height, width, frames)
     try:
         with av.open(str(path), "w") as container:
             stream = container.add_stream("libx264", rate=CLIP_FPS, options={"preset": "veryfast", "crf": "20"})
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.width, stream.height = width, height
+            stream.pix_fmt = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
             for index, rgb in zip(range(frames), pictures):
                 frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
                 frame.pts, frame.time_base = index, Fraction(1, CLIP_FPS)

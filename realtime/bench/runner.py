@@ -23,8 +23,8 @@ from .. import adain as A
 from ..engine import PRECISIONS, PreparedStyle, Stylizer, select_device
 from ..errors import UserError
 from ..frame_workers import FrameWorkers
-from ..images import (frames_to_tensor, inference_size, pad_to_multiple, read_image, resize_frames, resize_to,
-                      tensor_to_frames)
+from ..images import (frames_to_tensor, inference_size, pad_to_multiple, padded_size, read_image,
+                      resize_frames, resize_to, tensor_to_frames)
 from ..models import build_network
 from ..runtime import configure_cpu_threads, download, synchronize, upload
 from ..weights import WeightStore
@@ -198,9 +198,9 @@ def time_frames(run_frame: Callable[[], object], device: torch.device, settings:
 
 @lru_cache(maxsize=None)
 def frame_gflop(architecture: str, height: int, width: int) -> float:
-    """GFLOP per frame of the model's encoder and decoder at this size (padded to multiples of 8 as the
-    engine does), counted by torch.utils.flop_counter on the reference networks (meta tensors, no work)."""
-    padded = (height + -height % 8, width + -width % 8)
+    """GFLOP per frame of the model's encoder and decoder at this size (padded as the engine pads it),
+    counted by torch.utils.flop_counter on the reference networks (meta tensors, no work)."""
+    padded = padded_size(height, width)
     encoder = build_network("encoder", architecture).to("meta")
     decoder = build_network("decoder", architecture).to("meta")
     with FlopCounterMode(display=False) as counter, torch.no_grad():
