@@ -105,6 +105,8 @@ def test_frames_and_float_images_resize_alike_in_any_precision(dtype, size):
     tolerance = 1 if dtype == torch.float32 else 2  # bf16 holds 8 bits of mantissa
     assert (by_frames.int() - by_images.int()).abs().max() <= tolerance
     assert resize_frames(frames, (30, 40)) is frames
+    on_other_device = resize_frames(frames.to("meta"), size)  # GPUs resize through fp32: shapes and types only
+    assert on_other_device.shape == by_frames.shape and on_other_device.dtype == torch.uint8
 
 
 def test_shrinking_frames_is_antialiased():
