@@ -8,7 +8,8 @@ import pytest
 
 import cli
 from realtime.bench.machine import nvidia_driver
-from realtime.bench.runner import frame_gflop, parse_size
+from realtime.bench.report import plot_series
+from realtime.bench.runner import BenchRecord, frame_gflop, parse_size
 from realtime.errors import UserError
 
 REQUIRED = {"model": str, "size": str, "inference_size": str, "device": str, "precision": str, "mode": str,
@@ -103,6 +104,18 @@ def test_bench_plot(tmp_path):
     plot = tmp_path / "fps.png"
     assert cli.main([*TINY, "--modes", "model", "--no-stages", "--plot", str(plot)]) == 0
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_series_keep_the_lower_resolution_mode_apart():
+    def record(size: str, inference_size: str, fps: float) -> BenchRecord:
+        return BenchRecord(model="cd16x", size=size, inference_size=inference_size, device="cpu", precision="bf16",
+                           mode="model", fps=fps, latency_ms_p50=1.0, latency_ms_p95=1.0, peak_mem_mb=1.0,
+                           gflop_per_frame=1.0, achieved_gflops=1.0, roofline_gflops=1.0, pct_of_roofline=1.0,
+                           speedup_vs_baseline=None, compiled=False, frames_in_flight=1, frames=3, warmup_s=0.0)
+    series = plot_series([record("1920x1080", "1920x1080", 5.0), record("1280x720", "1280x720", 10.0),
+                          record("1920x1080", "640x360", 40.0), record("1280x720", "640x360", 45.0)])
+    assert series == {"cd16x bf16 model (cpu)": [(0.9216, 10.0), (2.0736, 5.0)],
+                      "cd16x bf16 model (cpu), networks at 360 px": [(0.9216, 45.0), (2.0736, 40.0)]}
 
 
 def test_bench_plot_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch, capsys):

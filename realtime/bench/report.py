@@ -102,22 +102,27 @@ def require_matplotlib() -> None:
         raise UserError("--plot needs matplotlib: pip install 'realtime-adain[plot]'") from None
 
 
-def write_plot(path: Path, records: Sequence[BenchRecord]) -> None:
-    """fps against megapixels per frame, one line per model x precision x mode (log-log axes)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(8, 5))
+def plot_series(records: Sequence[BenchRecord]) -> dict[str, list[tuple[float, float]]]:
+    """(megapixels per frame, fps) points, sorted, one series per model x precision x mode x device, and
+    per --content-size for the lower-resolution mode's rows (whatever the frame size)."""
     series: dict[str, list[tuple[float, float]]] = {}
     for record in records:
         width, height = (int(v) for v in record.size.split("x"))
         label = f"{record.model} {record.precision} {record.mode} ({record.device})"
         if record.inference_size != record.size:
-            label += ", networks at " + record.inference_size
+            label += f", networks at {min(int(v) for v in record.inference_size.split('x'))} px"
         series.setdefault(label, []).append((width * height / 1e6, record.fps))
-    for label, points in series.items():
-        points.sort()
+    return {label: sorted(points) for label, points in series.items()}
+
+
+def write_plot(path: Path, records: Sequence[BenchRecord]) -> None:
+    """fps against megapixels per frame, one line per series of `plot_series` (log-log axes)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 5))
+    for label, points in plot_series(records).items():
         axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
     axes.set_xscale("log")
     axes.set_yscale("log")
