@@ -147,8 +147,6 @@ _VGG_DECODER = ((1, 512, 256, True), (5, 256, 256, False), (8, 256, 256, False),
 class VGGDecoder(nn.Module):
     """The AdaIN decoder (mirror of the encoder, nearest upsampling, no ReLU after the last conv)."""
 
-    in_channels = 512
-
     def __init__(self) -> None:
         super().__init__()
         for index, cin, cout, _ in _VGG_DECODER:
@@ -188,7 +186,6 @@ class CD16xEncoder(_Encoder):
 class CD16xDecoder(nn.Module):
     """Decoder for the cd16x features (mirror of the encoder; ReLU after the last conv too)."""
 
-    in_channels = 128
     _LAYERS = (("conv41", 128, 64, True), ("conv34", 64, 64, False), ("conv33", 64, 64, False),
                ("conv32", 64, 64, False), ("conv31", 64, 32, True), ("conv22", 32, 32, False),
                ("conv21", 32, 16, True), ("conv12", 16, 16, False), ("conv11", 16, 3, False))
