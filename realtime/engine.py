@@ -149,7 +149,8 @@ class Stylizer:
     (default: one per physical core on a CPU, CUDA_HOST_THREADS on a CUDA GPU); `frame_workers` is how
     many frames a video render stylizes at once on a CPU, each on its share of the threads (None: as
     `auto_frames_in_flight` finds best);
-    `cuda_graphs` replays fixed-size frames as CUDA graphs.
+    `cuda_graphs` replays fixed-size frames as CUDA graphs; `content_size` (the lower-resolution mode) runs
+    the networks with each frame's shorter side at that many pixels and scales the result back.
     """
 
     def __init__(
