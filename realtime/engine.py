@@ -213,7 +213,8 @@ class Stylizer:
         self.bank = StyleBank(self._encode_style, encoder_id[:16], style_size, cache)
         self._color_memo: dict[str, tuple[torch.Tensor, A.StyleStats]] = {}
         self._networks_alone: tuple[Callable[[torch.Tensor], torch.Tensor], ...] | None = None
-        log.info("model %s on %s in %s", model, self.device, str(self.dtype).removeprefix("torch."))
+        scaled = f", networks at {content_size} px on the shorter side" if content_size else ""
+        log.info("model %s on %s in %s%s", model, self.device, str(self.dtype).removeprefix("torch."), scaled)
 
     def _convert(self, network: torch.nn.Module) -> torch.nn.Module:
         """Weights converted once: device, dtype and channels_last memory layout."""
