@@ -83,7 +83,7 @@ def test_a_signal_finishes_the_output(clip, media, tmp_path, signum, final_on_st
     result = run(lambda: open_source(SourceSpec(str(clip))), stylizer, plan, file_sink(tmp_path / "stopped.mp4"),
                  options=RunOptions(final_on_stop=final_on_stop), on_frame=interrupt_at_frame_3)
     in_flight = 3 + workers - 1  # frame 4 was already being stylized when frame 3 was written
-    assert result.interrupted == signal.Signals(signum).name and result.frames_out == in_flight
+    assert (result.interrupted, result.frames_out) == (signal.Signals(signum).name, in_flight)
     assert [p.name for p in tmp_path.iterdir()] == [name]
     assert len(probe(tmp_path / name).frames) == in_flight
     assert signal.getsignal(signum) is previous  # the handler is put back
