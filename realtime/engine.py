@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from . import adain as A
 from .errors import UserError
-from .fastpath import CudaGraphRunner, FramePath, compile_module, fold_colour_conv
+from .fastpath import CudaGraphRunner, FramePath, compile_module, fold_colour_conv, fold_upsampling
 from .frame_workers import auto_frames_in_flight
 from .images import (frames_to_tensor, inference_size, pad_to_multiple, padded_size, resize_frames,
                      resize_images, tensor_to_frames)
@@ -206,7 +206,9 @@ class Stylizer:
         # Style statistics are computed once per style, in fp32, so the cache is precision-independent.
         self._style_encoder = encoder.to(self.device)
         self.encoder = self._convert(fold_colour_conv(encoder))
-        self.decoder = self._convert(decoder)
+        # Folded upsampling was measured on CPUs only (see fold_upsampling); GPUs keep the blocks their figures
+        # were measured with.
+        self.decoder = self._convert(fold_upsampling(decoder) if self.device.type == "cpu" else decoder)
         self.compiled = compile
         self._frames_path = self._build_frames_path(compile, cuda_graphs)
         self._alphas: dict[float, torch.Tensor] = {}

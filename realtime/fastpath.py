@@ -20,11 +20,15 @@ import torch.nn as nn
 
 from . import adain as A
 from .images import frames_to_tensor, pad_to_multiple, tensor_to_frames
+from .models import UpsampledConv
 
 log = logging.getLogger(__name__)
 
 RECOMPILE_LIMIT = 64
 """Compiled graphs kept per code object: one per model, frame size and tensor kind (batch, inference)."""
+
+THIN_CHANNELS = 64
+"""The widest conv that `fold_upsampling` folds by default: wider ones are fast enough on their own."""
 
 
 @torch.no_grad()
@@ -43,6 +47,23 @@ def fold_colour_conv(encoder: nn.Module) -> nn.Module:
     first.bias.copy_(first.bias.double() + torch.einsum("oikl,i->o", weight, colour.bias.double()))
     first.weight.copy_(torch.einsum("oikl,ij->ojkl", weight, colour_matrix))
     folded._modules[folded.colour_conv] = nn.Identity()
+    return folded
+
+
+def fold_upsampling(decoder: nn.Module, max_channels: int = THIN_CHANNELS) -> nn.Module:
+    """A copy of a decoder whose thin upsample-then-conv blocks (at most `max_channels` output channels) run
+    at the low resolution (`UpsampledConv`): the same function without the upsampled image and its padding
+    pass, and with four times wider convolutions.
+
+    Measured on a CPU (bf16, one thread a frame, alternated in one process): cd16x, all three blocks folded,
+    7-10 % faster at 256x256 eager and compiled, and 0-4 % eager / within noise compiled at 1280x720; vgg's
+    256- and 128-channel blocks folded made compiled 256x256 frames 3-7 % slower, its 64-channel one changed
+    nothing measurable.
+    """
+    folded = copy.deepcopy(decoder)
+    for name, module in decoder.named_children():
+        if name in decoder.upsampled_convs and module.out_channels <= max_channels:
+            folded._modules[name] = UpsampledConv(module)
     return folded
 
 

@@ -29,7 +29,11 @@ class Features(NamedTuple):
 
 def _conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """Reflection pad by 1, 3x3 conv, ReLU: the block every network here is made of."""
-    padded = _reflect_pad1(x)
+    return _padded_conv_relu(conv, _reflect_pad1(x))
+
+
+def _padded_conv_relu(conv: nn.Conv2d, padded: torch.Tensor) -> torch.Tensor:
+    """The conv (unpadded) and a ReLU, as one oneDNN or cuDNN call where one fits."""
     if _fuses_relu(padded):
         return torch.ops.mkldnn._convolution_pointwise(padded, conv.weight, conv.bias, [0, 0], [1, 1], [1, 1], 1,
                                                        "relu", [], "")
@@ -88,8 +92,59 @@ def _cudnn_fuses_relu(x: torch.Tensor) -> bool:
     return _eager_inference() and x.device.type == "cuda" and x.dtype in (torch.float16, torch.bfloat16)
 
 
-def _upsample(x: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(x, scale_factor=2.0, mode="nearest")
+def _upsample_conv_relu(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Nearest 2x upsampling, then the conv+ReLU block; an `UpsampledConv` does both at the low resolution."""
+    if isinstance(conv, UpsampledConv):
+        return conv(x)
+    return _conv_relu(conv, F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+# Which low-resolution rows (offsets -1, 0, +1) feed each output row of a 3x3 conv after nearest 2x
+# upsampling and reflection padding, per tap of the original kernel: output row 2i + phase reads upsampled
+# rows 2i + phase - 1 .. 2i + phase + 1, i.e. low-resolution rows (i-1, i, i) for phase 0 and (i, i, i+1)
+# for phase 1. At the borders reflection of the upsampled image equals replication of the small one.
+_PHASE_TAPS = torch.tensor([[[1, 0, 0], [0, 1, 1], [0, 0, 0]],
+                            [[0, 0, 0], [1, 1, 0], [0, 0, 1]]], dtype=torch.float64)
+
+
+def subpixel_weights(weight: torch.Tensor) -> torch.Tensor:
+    """(O, I, 3, 3) kernel of a conv after nearest 2x upsampling -> (4*O, I, 3, 3) kernel that computes
+    its four output phases from the low-resolution image, channels ordered (row phase, column phase, O)."""
+    taps = _PHASE_TAPS.to(weight.device)
+    phases = torch.einsum("rak,sbl,oikl->rsoiab", taps, taps, weight.double())
+    return phases.reshape(4 * weight.shape[0], *weight.shape[1:]).to(weight.dtype)
+
+
+def depth_to_space(x: torch.Tensor) -> torch.Tensor:
+    """(N, 4*C, H, W), channels ordered (row phase, column phase, C) -> (N, C, 2H, 2W) in channels_last
+    memory: on a channels_last input a copy of whole C-vectors. (With pixel_shuffle's channel order inductor
+    gathers single elements instead: cd16x's compiled decoder at 1280x720 on a CPU ran 3.5x slower.)"""
+    n, channels4, height, width = x.shape
+    channels = channels4 // 4
+    pixels = x.permute(0, 2, 3, 1).reshape(n, height, width, 2, 2, channels)
+    return pixels.transpose(2, 3).reshape(n, 2 * height, 2 * width, channels).permute(0, 3, 1, 2)
+
+
+class UpsampledConv(nn.Module):
+    """A decoder's nearest 2x upsampling and the 3x3 conv+ReLU after it, computed at the low resolution
+    (inference copies only; see `fastpath.fold_upsampling`).
+
+    Each output pixel of the original block depends on a 2x2 low-resolution neighbourhood, one per output
+    phase, so one 3x3 conv with four times the output channels on the replicate-padded small image gives
+    all four phases, which `depth_to_space` interleaves. The same multiply-adds, without the upsampled
+    image and its padding, and four times wider convolutions (thin layers are where a CPU loses most).
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(conv.in_channels, 4 * conv.out_channels, 3, dtype=conv.weight.dtype,
+                              device=conv.weight.device).requires_grad_(False)
+        self.conv.weight.copy_(subpixel_weights(conv.weight.detach()))
+        self.conv.bias.copy_(conv.bias.detach().repeat(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        return depth_to_space(_padded_conv_relu(self.conv, padded))
 
 
 class _Encoder(nn.Module):
@@ -139,13 +194,15 @@ class VGGEncoder(_Encoder):
             self.add_module(name, nn.Conv2d(cin, cout, k))
 
 
-# Indices of pytorch-AdaIN's `decoder` Sequential; an upsample follows the convs marked True.
-_VGG_DECODER = ((1, 512, 256, True), (5, 256, 256, False), (8, 256, 256, False), (11, 256, 256, False),
-                (14, 256, 128, True), (18, 128, 128, False), (21, 128, 64, True), (25, 64, 64, False), (28, 64, 3, False))
+# Indices of pytorch-AdaIN's `decoder` Sequential; a nearest 2x upsample comes before the convs marked True.
+_VGG_DECODER = ((1, 512, 256, False), (5, 256, 256, True), (8, 256, 256, False), (11, 256, 256, False),
+                (14, 256, 128, False), (18, 128, 128, True), (21, 128, 64, False), (25, 64, 64, True), (28, 64, 3, False))
 
 
 class VGGDecoder(nn.Module):
     """The AdaIN decoder (mirror of the encoder, nearest upsampling, no ReLU after the last conv)."""
+
+    upsampled_convs = frozenset(str(index) for index, *_, upsampled in _VGG_DECODER if upsampled)
 
     def __init__(self) -> None:
         super().__init__()
@@ -154,10 +211,9 @@ class VGGDecoder(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         y = t
-        for index, _, _, upsample in _VGG_DECODER[:-1]:
-            y = _conv_relu(self._modules[str(index)], y)
-            if upsample:
-                y = _upsample(y)
+        for index, _, _, upsampled in _VGG_DECODER[:-1]:
+            block = _upsample_conv_relu if upsampled else _conv_relu
+            y = block(self._modules[str(index)], y)
         last = self._modules[str(_VGG_DECODER[-1][0])]
         return last(_reflect_pad1(y))
 
@@ -186,9 +242,11 @@ class CD16xEncoder(_Encoder):
 class CD16xDecoder(nn.Module):
     """Decoder for the cd16x features (mirror of the encoder; ReLU after the last conv too)."""
 
-    _LAYERS = (("conv41", 128, 64, True), ("conv34", 64, 64, False), ("conv33", 64, 64, False),
-               ("conv32", 64, 64, False), ("conv31", 64, 32, True), ("conv22", 32, 32, False),
-               ("conv21", 32, 16, True), ("conv12", 16, 16, False), ("conv11", 16, 3, False))
+    # A nearest 2x upsample comes before the convs marked True.
+    _LAYERS = (("conv41", 128, 64, False), ("conv34", 64, 64, True), ("conv33", 64, 64, False),
+               ("conv32", 64, 64, False), ("conv31", 64, 32, False), ("conv22", 32, 32, True),
+               ("conv21", 32, 16, False), ("conv12", 16, 16, True), ("conv11", 16, 3, False))
+    upsampled_convs = frozenset(name for name, *_, upsampled in _LAYERS if upsampled)
 
     def __init__(self) -> None:
         super().__init__()
@@ -197,10 +255,9 @@ class CD16xDecoder(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         y = t
-        for name, _, _, upsample in self._LAYERS:
-            y = _conv_relu(self._modules[name], y)
-            if upsample:
-                y = _upsample(y)
+        for name, _, _, upsampled in self._LAYERS:
+            block = _upsample_conv_relu if upsampled else _conv_relu
+            y = block(self._modules[name], y)
         return y
 
 

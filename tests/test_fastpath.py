@@ -10,10 +10,10 @@ import torch
 
 from realtime import models, runtime
 from realtime.engine import StyleControls, Stylizer
-from realtime.fastpath import FramePath, fold_colour_conv
+from realtime.fastpath import FramePath, fold_colour_conv, fold_upsampling
 from realtime.frame_workers import FrameWorkers
 from realtime.images import frames_to_tensor, read_image, resize_to, tensor_to_frames
-from realtime.models import build_network
+from realtime.models import UpsampledConv, build_network
 from realtime.weights import WeightStore
 
 from metrics import psnr
@@ -40,6 +40,44 @@ def test_folding_the_colour_conv_keeps_the_function(arch):
     for a, b in zip(expected, got):
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-9)
     assert sum(p.numel() for p in folded.parameters()) == sum(p.numel() for p in encoder.parameters()) - 12
+
+
+@pytest.mark.parametrize("arch", ["vgg", "cd16x"])
+def test_folding_the_upsampling_keeps_the_function(arch):
+    store = WeightStore()
+    decoder = build_network("decoder", arch, store.resolve(store.registry.model(arch).decoder)).double()
+    folded = fold_upsampling(decoder, max_channels=512)
+    assert {name for name, m in folded.named_children() if isinstance(m, UpsampledConv)} == decoder.upsampled_convs
+    assert len(decoder.upsampled_convs) == 3
+    t = torch.rand(2, decoder._modules[next(iter(decoder._modules))].in_channels, 5, 7, dtype=torch.float64)
+    with torch.no_grad():
+        expected, got = decoder(t), folded(t)
+    assert got.shape == (2, 3, 40, 56)
+    assert torch.allclose(expected, got, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("arch, folded_convs", [("vgg", {"25"}), ("cd16x", {"conv34", "conv22", "conv12"})])
+def test_only_thin_upsampling_blocks_are_folded_by_default(arch, folded_convs):
+    decoder = build_network("decoder", arch)
+    folded = fold_upsampling(decoder)
+    assert {name for name, m in folded.named_children() if isinstance(m, UpsampledConv)} == folded_convs
+    assert Stylizer(arch, "cpu", "fp32").decoder._modules[next(iter(folded_convs))].__class__ is UpsampledConv
+
+
+@pytest.mark.parametrize("arch", ["vgg", "cd16x"])
+def test_folded_upsampling_on_the_fused_bf16_path_stays_close(arch):
+    """Under inference mode in bf16 the blocks run as fused oneDNN calls on channels_last tensors; the folded
+    weights are rounded to bf16 once, so the two decoders differ only by bf16 rounding."""
+    store = WeightStore()
+    decoder = build_network("decoder", arch, store.resolve(store.registry.model(arch).decoder))
+    folded = fold_upsampling(decoder, max_channels=512).to(torch.bfloat16, memory_format=torch.channels_last)
+    decoder = decoder.to(torch.bfloat16, memory_format=torch.channels_last)
+    t = torch.rand(1, decoder._modules[next(iter(decoder._modules))].in_channels, 9, 13)
+    t = t.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        expected, got = decoder(t).float(), folded(t)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert (got.float() - expected).abs().max() <= 0.02 * expected.abs().max()
 
 
 def test_fast_path_equals_the_general_path(cup, style):

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from realtime.errors import UserError
-from realtime.models import VGGEncoder, build_network, load_state_dict, reflect_pad_channels_last
+from realtime.models import (UpsampledConv, VGGEncoder, build_network, depth_to_space, load_state_dict,
+                             reflect_pad_channels_last)
 
 FILES = {"vgg": ("adain-vgg/vgg.pth", "adain-vgg/decoder.pth"), "cd16x": ("cd16x/encoder_relu41.pth",
                                                                            "cd16x/decoder_relu41.pth")}
@@ -76,6 +77,29 @@ def test_channels_last_reflection_pad_equals_reflect_padding(shape):
     padded = reflect_pad_channels_last(x)
     assert torch.equal(padded, F.pad(x, (1, 1, 1, 1), mode="reflect"))
     assert padded.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 1, 1), (2, 8, 2, 3), (1, 8, 5, 7)])
+def test_upsampled_conv_equals_upsample_then_padded_conv(shape):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(shape[1], 6, 3).double()
+    x = torch.randn(shape, dtype=torch.float64)
+    upsampled = F.interpolate(x, scale_factor=2.0, mode="nearest")
+    expected = F.relu(conv(F.pad(upsampled, (1, 1, 1, 1), mode="reflect")))
+    with torch.no_grad():
+        got = UpsampledConv(conv)(x)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_depth_to_space_interleaves_the_four_phases():
+    x = torch.randn(2, 4 * 5, 3, 4).contiguous(memory_format=torch.channels_last)
+    out = depth_to_space(x)
+    phases = x.view(2, 2, 2, 5, 3, 4)  # (row phase, column phase, channel)
+    for row in range(2):
+        for column in range(2):
+            assert torch.equal(out[:, :, row::2, column::2], phases[:, row, column])
+    assert out.shape == (2, 5, 6, 8) and out.is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.gpu
