@@ -200,7 +200,8 @@ def test_window_shows_hud_and_reacts_to_keys(media, tmp_path, display):
     # the HUD: a panel of text in the top-left corner, and nothing else changed when it was hidden
     changed = np.argwhere(np.abs(with_hud - without_hud).max(axis=2) > 40)
     height, width = with_hud.shape[:2]
-    assert len(changed) > 200
+    shots = f"shots' mean levels {with_hud.mean():.1f} / {without_hud.mean():.1f}, largest difference {np.abs(with_hud - without_hud).max()}"
+    assert len(changed) > 200, shots
     assert changed[:, 0].max() < height / 2 and changed[:, 1].max() < width * 0.75
     # the next style (bright after dark? dark after bright): the whole picture changed, the mean level moved
     assert np.abs(next_style - without_hud).mean() > 15
