@@ -1,5 +1,6 @@
 """The per-frame hot path: uint8 frames in, uint8 frames out, as one module that torch.compile can fuse
-and a CUDA graph can capture, plus the network rewrite that saves a full-resolution pass.
+and a CUDA graph can capture, plus the network rewrites that save full-resolution passes (the colour conv
+folded into the first conv; thin upsampling blocks run at the low resolution).
 
 Only the plain controls (style statistics and alpha) take this path; masks, colour preservation and
 tiling stay on the Stylizer's general path.
