@@ -2,6 +2,8 @@
 
     python benchmarks/gpu_probe.py                             # versions, card, matmul peak, NVENC/NVDEC through PyAV
     python benchmarks/gpu_probe.py --profile vgg,cd16x --size 1080p  # eager block variants A/B, then a kernel table
+    python benchmarks/gpu_probe.py --fold vgg,cd16x --sizes 720p,1080p,4k --compile-size 1080p
+                                            # the decoder's upsampling blocks as they are against folded, A/B
 
 Prints plain text (the run is read as a log); run_gpu.sh calls both.
 """
@@ -9,6 +11,7 @@ Prints plain text (the run is read as a log); run_gpu.sh calls both.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from realtime import models  # noqa: E402
+from realtime import engine, fastpath, models  # noqa: E402
 from realtime.bench.machine import matmul_gflops  # noqa: E402
 from realtime.bench.runner import (BenchSettings, frame_gflop, parse_size, synthetic_frame,  # noqa: E402
                                    time_frames)
@@ -90,10 +93,11 @@ def environment() -> None:
         print("decode", clip.name, "nvdec" if hwaccel else "cpu", decode_fps(clip, hwaccel))
 
 
-def stylized_fps(stylizer: Stylizer, frame: torch.Tensor, prepared, frames: int = 50) -> float:
+def stylized_fps(stylizer: Stylizer, frame: torch.Tensor, prepared, frames: int = 50,
+                 max_seconds: float = 10.0) -> float:
     """Frames per second of the engine's per-frame path on a frame already on the GPU."""
     timing = time_frames(lambda: stylizer.stylize_uint8(frame, prepared), stylizer.device,
-                         BenchSettings(iters=frames, warmup=5))
+                         BenchSettings(iters=frames, warmup=5, max_seconds=max_seconds))
     return timing.fps
 
 
@@ -141,12 +145,63 @@ def profile(models_to_run: list[str], size: str) -> None:
     print(prof.key_averages().table(sort_by="self_device_time_total", row_limit=25, max_name_column_width=70))
 
 
+def fold_ab(models_to_run: list[str], sizes: list[str], compile_size: str | None, max_channels: int | None = None,
+            rounds: int = 3) -> None:
+    """fp16 A/B of the decoder's thin upsampling blocks as they are and folded (`fastpath.fold_upsampling`,
+    the default on CPUs; with `max_channels`, also folded up to that width): eager with CUDA graphs at
+    each size, and compiled at `compile_size`. The Stylizers are built side by side and timed in turn each
+    round; each variant's ratio to the plain one and its frames' largest difference from them are printed."""
+    style = synthetic_frame(512, 512, seed=1)
+    cases = [(size, False) for size in sizes] + ([(compile_size, True)] if compile_size else [])
+    variants = [("plain", (), fastpath.fold_upsampling), ("folded", ("cuda",), fastpath.fold_upsampling)]
+    if max_channels:
+        variants.append((f"folded<={max_channels}", ("cuda",),
+                         functools.partial(fastpath.fold_upsampling, max_channels=max_channels)))
+    for model in models_to_run:
+        for size, compiled in cases:
+            height, width = parse_size(size)
+            frame = torch.from_numpy(synthetic_frame(height, width)).cuda()
+            label = f"{model} {width}x{height} fp16 {'compiled' if compiled else 'eager'}"
+            built = {}
+            saved = engine.FOLDED_UPSAMPLING_DEVICES, engine.fold_upsampling
+            try:
+                for name, devices, fold in variants:
+                    engine.FOLDED_UPSAMPLING_DEVICES, engine.fold_upsampling = devices, fold
+                    stylizer = Stylizer(model, "cuda", "fp16", compile=compiled)
+                    built[name] = (stylizer, stylizer.prepare(style))
+                frames = {name: stylizer.stylize_uint8(frame, prepared).int()
+                          for name, (stylizer, prepared) in built.items()}
+                fps: dict[str, list[float]] = {name: [] for name in built}
+                for _ in range(rounds):
+                    for name, (stylizer, prepared) in built.items():
+                        fps[name].append(stylized_fps(stylizer, frame, prepared, frames=60, max_seconds=1.5))
+                report = [f"plain {' / '.join(f'{v:.1f}' for v in fps['plain'])} fps"]
+                for name in list(built)[1:]:
+                    ratios = [f / p for f, p in zip(fps[name], fps["plain"])]
+                    difference = (frames[name] - frames["plain"]).abs()
+                    report.append(f"{name} {' / '.join(f'{v:.1f}' for v in fps[name])} fps, ratio "
+                                  f"{min(ratios):.3f}-{max(ratios):.3f}, frames differ by max "
+                                  f"{difference.max().item()} levels, mean {difference.float().mean().item():.3f}")
+                print(f"{label}: " + "; ".join(report), flush=True)
+            except Exception as exc:  # noqa: BLE001 - a case that fails is reported, the others still run
+                print(f"{label}: failed: {type(exc).__name__}: {exc}"[:300], flush=True)
+            finally:
+                engine.FOLDED_UPSAMPLING_DEVICES, engine.fold_upsampling = saved
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", metavar="M,...", help="A/B and profile these models instead of probing the machine")
     parser.add_argument("--size", default="1080p", help="frame size for --profile")
+    parser.add_argument("--fold", metavar="M,...", help="A/B the decoders' upsampling blocks plain and folded")
+    parser.add_argument("--sizes", default="720p,1080p,4k", help="eager frame sizes for --fold")
+    parser.add_argument("--compile-size", default=None, help="also A/B --compile at this size for --fold")
+    parser.add_argument("--max-channels", type=int, default=None,
+                        help="--fold: also a variant that folds blocks up to this many output channels")
     args = parser.parse_args()
-    if args.profile:
+    if args.fold:
+        fold_ab(args.fold.split(","), args.sizes.split(","), args.compile_size, args.max_channels)
+    elif args.profile:
         profile(args.profile.split(","), args.size)
     else:
         environment()

@@ -4,7 +4,9 @@
 #   bash benchmarks/run_gpu.sh [BUDGET_SECONDS] [STEPS]
 #
 # STEPS (comma-separated, in order; default: all of the first run's): env (versions, matmul peak, NVENC/NVDEC), tests, ab (eager block variants A/B and a
-# kernel profile), fp16 (with baseline and stages), fp16-model, e2e, e2e-clip (end to end on the real 720p clip's
+# kernel profile), fold (the decoders' upsampling blocks plain against folded, A/B; $FOLD_MAX_CHANNELS adds a variant
+# folding blocks up to that width), fp16 (with baseline and stages),
+# content-size (the lower-resolution mode, $CONTENT_SIZE default 540, at $CONTENT_SIZES default 1080p,4k), fp16-model, e2e, e2e-clip (end to end on the real 720p clip's
 # frames, with stages), video (`adain video` on that clip, eager and --compile, one model at a time), threads
 # (that clip through video_clips.py, alternating torch's CPU thread counts $THREADS, default auto,1,4), compile,
 # compile-model, fp32-bf16;
@@ -67,8 +69,13 @@ for name in ${STEPS//,/ }; do
     env) step environment 60 python3 benchmarks/gpu_probe.py ;;
     tests) step tests 210 python3 -m pytest -v -p no:cacheprovider -rfEs --durations=15 --tb=short "${TIMEOUT[@]}" ${TESTS:-} ;;
     ab) step ab 60 python3 benchmarks/gpu_probe.py --profile vgg,cd16x --size 1080p ;;
+    fold) step fold 200 python3 benchmarks/gpu_probe.py --fold "${BENCH_MODELS:-vgg,cd16x}" --sizes 720p,1080p,4k \
+            --compile-size 1080p ${FOLD_MAX_CHANNELS:+--max-channels "$FOLD_MAX_CHANNELS"} ;;
     fp16) step bench-fp16 120 "${BENCH[@]}" --precision fp16 --modes baseline,model \
             --json "$RUN/gpu-fp16.json" --markdown "$RUN/gpu-fp16.md" ;;
+    content-size) step bench-content-size 90 "${BENCH[@]}" --precision fp16 --modes model,end_to_end --no-stages \
+            --sizes "${CONTENT_SIZES:-1080p,4k}" --content-size "${CONTENT_SIZE:-540}" \
+            --json "$RUN/gpu-content-size.json" --markdown "$RUN/gpu-content-size.md" ;;
     fp16-model) step bench-fp16-model 60 "${BENCH[@]}" --precision fp16 --modes model \
             --json "$RUN/gpu-fp16-model.json" --markdown "$RUN/gpu-fp16-model.md" ;;
     e2e) step bench-e2e 90 "${BENCH[@]}" --precision fp16 --modes model,end_to_end --no-stages \

@@ -38,6 +38,10 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 PRESERVE_COLOR = ("none", "histogram", "luminance")
 _COLOR_DRIFT = 0.02  # content colour moments may drift this much before a histogram-matched style is redone
 _ACTIVATION_COPIES = 4  # full-resolution activations alive at once in a conv layer (input, padded, output, ReLU)
+FOLDED_UPSAMPLING_DEVICES = ("cpu",)
+"""Device types whose decoder runs its thin upsampling blocks at the low resolution (`fold_upsampling`):
+measured faster on CPUs; GPUs keep the blocks their figures were measured with (benchmarks/gpu_probe.py --fold
+compares the two on a GPU)."""
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -206,9 +210,8 @@ class Stylizer:
         # Style statistics are computed once per style, in fp32, so the cache is precision-independent.
         self._style_encoder = encoder.to(self.device)
         self.encoder = self._convert(fold_colour_conv(encoder))
-        # Folded upsampling was measured on CPUs only (see fold_upsampling); GPUs keep the blocks their figures
-        # were measured with.
-        self.decoder = self._convert(fold_upsampling(decoder) if self.device.type == "cpu" else decoder)
+        folds = self.device.type in FOLDED_UPSAMPLING_DEVICES
+        self.decoder = self._convert(fold_upsampling(decoder) if folds else decoder)
         self.compiled = compile
         self._frames_path = self._build_frames_path(compile, cuda_graphs)
         self._alphas: dict[float, torch.Tensor] = {}

@@ -64,16 +64,18 @@ def test_only_thin_upsampling_blocks_are_folded_by_default(arch, folded_convs):
     assert Stylizer(arch, "cpu", "fp32").decoder._modules[next(iter(folded_convs))].__class__ is UpsampledConv
 
 
+@pytest.mark.parametrize("device, dtype", [
+    ("cpu", torch.bfloat16), pytest.param("cuda", torch.float16, marks=pytest.mark.gpu)])
 @pytest.mark.parametrize("arch", ["vgg", "cd16x"])
-def test_folded_upsampling_on_the_fused_bf16_path_stays_close(arch):
-    """Under inference mode in bf16 the blocks run as fused oneDNN calls on channels_last tensors; the folded
-    weights are rounded to bf16 once, so the two decoders differ only by bf16 rounding."""
+def test_folded_upsampling_on_the_fused_half_path_stays_close(arch, device, dtype):
+    """Under inference mode in half precision the blocks run as fused oneDNN (CPU) or cuDNN (CUDA) calls on
+    channels_last tensors; the folded weights are rounded once, so the two decoders differ only by rounding."""
     store = WeightStore()
     decoder = build_network("decoder", arch, store.resolve(store.registry.model(arch).decoder))
-    folded = fold_upsampling(decoder, max_channels=512).to(torch.bfloat16, memory_format=torch.channels_last)
-    decoder = decoder.to(torch.bfloat16, memory_format=torch.channels_last)
+    folded = fold_upsampling(decoder, max_channels=512).to(device, dtype, memory_format=torch.channels_last)
+    decoder = decoder.to(device, dtype, memory_format=torch.channels_last)
     t = torch.rand(1, decoder._modules[next(iter(decoder._modules))].in_channels, 9, 13)
-    t = t.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    t = t.to(device, dtype).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         expected, got = decoder(t).float(), folded(t)
     assert got.is_contiguous(memory_format=torch.channels_last)

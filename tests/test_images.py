@@ -109,6 +109,17 @@ def test_frames_and_float_images_resize_alike_in_any_precision(dtype, size):
     assert on_other_device.shape == by_frames.shape and on_other_device.dtype == torch.uint8
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("size", [(360, 640), (1080, 1920)])
+def test_cuda_frames_resize_like_on_the_cpu(size):
+    """GPUs resize uint8 frames through fp32 (the CPU resizes them as uint8): the same picture within one level."""
+    frames = torch.from_numpy(np.stack([_gradient(1280, 720), _gradient(1280, 720)[::-1].copy()]))
+    on_cpu = resize_frames(frames, size)
+    on_cuda = resize_frames(frames.cuda(), size)
+    assert on_cuda.device.type == "cuda" and on_cuda.dtype == torch.uint8 and on_cuda.shape == on_cpu.shape
+    assert (on_cuda.cpu().int() - on_cpu.int()).abs().max() <= 1
+
+
 def test_shrinking_frames_is_antialiased():
     """A one-pixel checkerboard shrunk 3x comes out grey; point sampling (plain bilinear at this factor)
     would give pure black and white."""
