@@ -148,7 +148,7 @@ def profile(models_to_run: list[str], size: str) -> None:
 def fold_ab(models_to_run: list[str], sizes: list[str], compile_size: str | None, max_channels: int | None = None,
             rounds: int = 3) -> None:
     """fp16 A/B of the decoder's thin upsampling blocks as they are and folded (`fastpath.fold_upsampling`,
-    the default on CPUs; with `max_channels`, also folded up to that width): eager with CUDA graphs at
+    the default on CPUs and CUDA; with `max_channels`, also folded up to that width): eager with CUDA graphs at
     each size, and compiled at `compile_size`. The Stylizers are built side by side and timed in turn each
     round; each variant's ratio to the plain one and its frames' largest difference from them are printed."""
     style = synthetic_frame(512, 512, seed=1)

@@ -38,10 +38,10 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 PRESERVE_COLOR = ("none", "histogram", "luminance")
 _COLOR_DRIFT = 0.02  # content colour moments may drift this much before a histogram-matched style is redone
 _ACTIVATION_COPIES = 4  # full-resolution activations alive at once in a conv layer (input, padded, output, ReLU)
-FOLDED_UPSAMPLING_DEVICES = ("cpu",)
-"""Device types whose decoder runs its thin upsampling blocks at the low resolution (`fold_upsampling`):
-measured faster on CPUs; GPUs keep the blocks their figures were measured with (benchmarks/gpu_probe.py --fold
-compares the two on a GPU)."""
+FOLDED_UPSAMPLING_DEVICES = ("cpu", "cuda")
+"""Device types whose decoder runs its thin upsampling blocks at the low resolution (`fold_upsampling`),
+where it was measured faster: CPUs, and CUDA (an H100 in fp16: cd16x 1.13-1.17x, vgg 1.05-1.07x at 1280x720
+and unchanged at 1080p and 4K; `benchmarks/gpu_probe.py --fold`). MPS is unmeasured and keeps the blocks."""
 
 
 def select_device(name: str = "auto") -> torch.device:
