@@ -33,12 +33,14 @@ mkdir -p "$OUT" "$RUN"
 export PYTHONUNBUFFERED=1
 
 step() {  # step NAME SECONDS COMMAND...: run with the smaller of SECONDS and the budget left, logged to $RUN/NAME.log
+          # At the limit the command gets $STEP_SIGNAL (default TERM; the tests take INT, on which pytest still
+          # reports the failures so far), and KILL 15 s later.
     local name=$1 want=$2; shift 2
     local left=$((BUDGET - SECONDS))
     local limit=$((want < left ? want : left))
     if ((limit < 10)); then echo "[$name] skipped: budget spent" | tee -a "$RUN/steps.txt"; return; fi
     local began=$SECONDS
-    timeout "$limit" "$@" >"$RUN/$name.log" 2>&1
+    timeout -s "${STEP_SIGNAL:-TERM}" -k 15 "$limit" "$@" >"$RUN/$name.log" 2>&1
     local code=$?
     echo "[$name] exit $code after $((SECONDS - began)) s (limit $limit s)" | tee -a "$RUN/steps.txt"
     tar -czf "$OUT/results.tgz" -C "$RUN" .
@@ -67,7 +69,7 @@ python3 -c "import pytest_timeout" 2>/dev/null && TIMEOUT=(--timeout 100)  # one
 for name in ${STEPS//,/ }; do
     case $name in
     env) step environment 60 python3 benchmarks/gpu_probe.py ;;
-    tests) step tests 210 python3 -m pytest -v -p no:cacheprovider -rfEs --durations=15 --tb=short "${TIMEOUT[@]}" ${TESTS:-} ;;
+    tests) STEP_SIGNAL=INT step tests 210 python3 -m pytest -v -p no:cacheprovider -rfEs --durations=15 --tb=short "${TIMEOUT[@]}" ${TESTS:-} ;;
     ab) step ab 60 python3 benchmarks/gpu_probe.py --profile vgg,cd16x --size 1080p ;;
     fold) step fold 200 python3 benchmarks/gpu_probe.py --fold "${BENCH_MODELS:-vgg,cd16x}" --sizes 720p,1080p,4k \
             --compile-size 1080p ${FOLD_MAX_CHANNELS:+--max-channels "$FOLD_MAX_CHANNELS"} ;;

@@ -31,8 +31,8 @@ def toward_style(source_frames, output_frames, media) -> bool:
 def test_shared_clip_keeps_frames_timestamps_duration_and_audio(media, tmp_path, capsys):
     source = media / "video/bbb_640x360_24fps_aac_stereo.mp4"
     out = tmp_path / "bbb.mp4"
-    assert cli.main(["video", str(source), "-o", str(out), "--scale", "0.25", "--frame-workers", "2",
-                     *style_args(media)]) == 0
+    assert cli.main(["video", str(source), "-o", str(out), "--scale", "0.25", "--device", "cpu",
+                     "--frame-workers", "2", *style_args(media)]) == 0  # frame workers are a CPU feature
     original, result = probe(source), probe(out)
     assert len(result.frames) == len(original.frames) == 238  # two frames in flight: every one, in order
     tick = float(result.time_base)
