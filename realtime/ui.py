@@ -24,7 +24,7 @@ def item_progress(*extra: TextColumn, disable: bool = False) -> Progress:
 def print_wide(renderable: RenderableType, width: int) -> None:
     """Print on the console's stream at least `width` columns wide. A wide table squeezed into a narrow
     terminal (or 80 columns when output is piped) truncates its cells to "…", and rich's own
-    `print(width=...)` never goes beyond the terminal's width."""
+    `print(width=...)` never goes beyond the terminal's width. Silent when the console is (-q)."""
     wide = Console(file=console.file, width=max(console.width, width), force_terminal=console.is_terminal,
-                   no_color=console.no_color)
+                   no_color=console.no_color, quiet=console.quiet)
     wide.print(renderable, crop=False)

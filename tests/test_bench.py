@@ -54,6 +54,16 @@ def test_bench_writes_json_and_markdown(tmp_path, capsys):
     assert "% roofline" in screen and "x baseline" in screen and "peak MB" in screen and "…" not in screen
 
 
+def test_quiet_bench_prints_no_table_but_writes_its_files(tmp_path, capsys):
+    json_path = tmp_path / "bench.json"
+    try:
+        assert cli.main(["-q", *TINY, "--modes", "model", "--no-stages", "--json", str(json_path)]) == 0
+    finally:
+        cli.configure_logging(0, quiet=False)  # the console is the process's: later tests print through it
+    assert capsys.readouterr().err == ""
+    check_schema(json.loads(json_path.read_text()))
+
+
 def test_bench_lower_resolution_mode_is_reported_apart(tmp_path):
     """--content-size rows name the networks' size, count the FLOPs done at it, time the resizing, and
     claim no speed-up over the full-resolution baseline."""
