@@ -8,11 +8,33 @@ from pathlib import Path
 from typing import IO, Callable
 
 
+def temporary_beside(path: Path, suffix: str) -> tuple[int, str]:
+    """A new hidden file in `path`'s folder (an open descriptor and its name), to be renamed onto `path`
+    once whole. It gets the permissions a plainly created file would (0666 less the umask), not mkstemp's
+    0600, so that outputs stay readable to whoever could read a file written in place."""
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.fchmod(handle, 0o666 & ~_umask())
+    return handle, name
+
+
+def _umask() -> int:
+    """The process's umask. Linux shows it in /proc; elsewhere os.umask must set one to read it, briefly."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomically(path: Path, write: Callable[[IO], None], mode: str = "wb") -> None:
     """Call `write` on a temporary file beside `path`, then rename it into place: readers, and a crash
     halfway, never leave half a file under the final name (the temporary one is removed on failure)."""
     path = Path(path)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    handle, tmp_name = temporary_beside(path, ".partial")
     try:
         with os.fdopen(handle, mode) as out:
             write(out)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import tempfile
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
@@ -25,6 +24,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 
 from .errors import UserError, first_line
+from .files import temporary_beside
 from .images import even_size, pad_to_even
 from .sources import Frame, SourceInfo
 
@@ -374,14 +374,10 @@ class VideoFileSink(EncodingSink):
             settings = EncoderSettings("vp9" if suffix == ".webm" else "h264", settings.crf, settings.preset,
                                        settings.pix_fmt, settings.audio)
         try:
-            handle, temp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".tmp{suffix}",
-                                            dir=self.path.parent)
+            handle, temp = temporary_beside(self.path, f".tmp{suffix}")
         except OSError as exc:
             raise UserError(f"{self.path.parent}: cannot write here ({exc.strerror})") from None
         os.close(handle)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)  # the permissions a plainly created file gets, not mkstemp's 0600
         self._temp = Path(temp)
         self.partial_path: Path | None = None
         try:

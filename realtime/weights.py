@@ -15,7 +15,6 @@ import http.client
 import json
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import UserError
+from .files import temporary_beside
 from .ui import byte_progress
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ def download(url: str, dest: Path, entry: WeightFile) -> None:
     """Stream `url` into a temporary file beside `dest`, hashing as it goes; move it into place only if
     size and sha256 match. The temporary file is removed whatever happens."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+    handle, tmp_name = temporary_beside(dest, ".partial")
     tmp = Path(tmp_name)
     digest, received = hashlib.sha256(), 0
     try:

@@ -35,6 +35,9 @@ def test_single_image_default_name_and_no_overwrite(inputs, style, capsys):
     assert cli.main(["image", str(source), "--style", style]) == 0
     out = inputs / "cat_stylized.png"
     assert Image.open(out).size == Image.open(source).size
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # as if written in place: readable to the group too
     before = out.read_bytes()
     assert cli.main(["image", str(source), "--style", style, "--alpha", "0.2"]) == 2
     assert "output exists; pass --overwrite" in capsys.readouterr().err
