@@ -186,7 +186,8 @@ def add_encoder_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--codec", choices=tuple(CODECS),
                        help="video codec (default: vp9 for .webm, h264 otherwise)")
     group.add_argument("--crf", type=non_negative_int, metavar="Q",
-                       help="constant quality, lower is better (default: h264 23, hevc 28, vp9 32, av1 35)")
+                       help="constant quality, lower is better: h264 and hevc take 0-51, vp9 and av1 0-63 "
+                            "(default: h264 23, hevc 28, vp9 32, av1 35)")
     group.add_argument("--preset", metavar="NAME",
                        help="encoder speed preset (default: veryfast for h264/hevc, h264's without its p8x8/b8x8 "
                             "partition search; cpu-used 8 for vp9, preset 10 for av1: fast enough to keep up with "

@@ -51,6 +51,7 @@ class _EncoderProfile:
     that tune the default preset (a preset the user names gets the encoder's own settings for it)."""
 
     crf: int
+    max_crf: int
     preset: str
     preset_option: str
     options: tuple[tuple[str, str], ...] = ()
@@ -62,14 +63,14 @@ class _EncoderProfile:
 # x264: veryfast without its p8x8/b8x8 partition search (superfast's partitions) takes 14-26 % less CPU on
 # stylized 720p frames, for 1.5-1.8 % more bytes at ~0.1 dB higher PSNR (benchmarks/RESULTS.md).
 _PROFILES = {
-    "libx264": _EncoderProfile(23, "veryfast", "preset", low_latency=(("tune", "zerolatency"),),
+    "libx264": _EncoderProfile(23, 51, "veryfast", "preset", low_latency=(("tune", "zerolatency"),),
                                default_preset_tuning=(("partitions", "i8x8,i4x4"),)),
-    "libx265": _EncoderProfile(28, "veryfast", "preset", (("x265-params", "log-level=error"),),
+    "libx265": _EncoderProfile(28, 51, "veryfast", "preset", (("x265-params", "log-level=error"),),
                                (("tune", "zerolatency"),)),
-    "libvpx-vp9": _EncoderProfile(32, "8", "cpu-used", (("b", "0"), ("deadline", "realtime"), ("row-mt", "1")),
+    "libvpx-vp9": _EncoderProfile(32, 63, "8", "cpu-used", (("b", "0"), ("deadline", "realtime"), ("row-mt", "1")),
                                   (("lag-in-frames", "0"),)),
-    "libsvtav1": _EncoderProfile(35, "10", "preset"),
-    "libaom-av1": _EncoderProfile(32, "8", "cpu-used", (("usage", "realtime"),)),
+    "libsvtav1": _EncoderProfile(35, 63, "10", "preset"),
+    "libaom-av1": _EncoderProfile(32, 63, "8", "cpu-used", (("usage", "realtime"),)),
 }
 
 
@@ -148,6 +149,8 @@ class EncodingSink:
             log.warning("%dx%d has an odd side, which %s cannot store: the output is %dx%d (edge pixels repeated; "
                         "--pix-fmt yuv444p keeps the size)", info.width, info.height, settings.pix_fmt, width, height)
         profile = _PROFILES[encoder]
+        if settings.crf is not None and settings.crf > profile.max_crf:  # x264 would clamp it silently
+            raise UserError(f"--crf {settings.crf}: {codec_name} takes 0-{profile.max_crf}")
         options = dict(profile.options)
         options["crf"] = str(settings.crf if settings.crf is not None else profile.crf)
         options[profile.preset_option] = settings.preset or profile.preset
@@ -165,6 +168,11 @@ class EncodingSink:
         context.color_range = ColorRange.MPEG
         if low_latency:
             context.gop_size = max(1, round(info.fps))  # a keyframe a second: receivers can join quickly
+        try:  # now, not at the first frame in the encode thread: settings it refuses are a clear error up front
+            context.open()
+        except av.FFmpegError as exc:
+            raise UserError(f"{self.label}: {codec_name} refuses --preset {options[profile.preset_option]} "
+                            f"with --crf {options['crf']} ({exc.strerror})") from None
         self._video = stream
 
     # ------------------------------------------------------------------ main-thread side
