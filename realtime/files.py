@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Callable, Iterable
+
+from .errors import UserError
 
 
 def temporary_beside(path: Path, suffix: str) -> tuple[int, str]:
@@ -41,3 +43,13 @@ def write_atomically(path: Path, write: Callable[[IO], None], mode: str = "wb") 
         os.replace(tmp_name, path)
     finally:
         Path(tmp_name).unlink(missing_ok=True)
+
+
+def refuse_inputs_as_outputs(outputs: Iterable[Path], inputs: Iterable[object]) -> None:
+    """Refuse an output that is one of the inputs (the same file under any name or link), even with
+    --overwrite, as ffmpeg does: writing over a source destroys what is being read. `inputs` may hold
+    URLs, globs and non-path styles; only existing files count."""
+    sources = [Path(p) for p in inputs if isinstance(p, (str, Path)) and Path(p).is_file()]
+    for output in outputs:
+        if Path(output).is_file() and any(os.path.samefile(output, source) for source in sources):
+            raise UserError(f"{output}: is also an input; choose another output name")

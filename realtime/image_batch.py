@@ -11,6 +11,7 @@ from typing import Sequence
 
 from .engine import StyleControls, Stylizer
 from .errors import UserError
+from .files import refuse_inputs_as_outputs
 from .images import ALPHA_SUFFIXES, IMAGE_SUFFIXES, read_image, read_mask, write_image
 from .styles import style_name
 from .ui import item_progress
@@ -98,6 +99,7 @@ def run_image_job(job: ImageJob, stylizer: Stylizer) -> BatchResult:
     if not inputs:
         return result
     outputs = output_paths(inputs, job.styles, job.output)
+    refuse_inputs_as_outputs(outputs, [*inputs, *job.styles, job.mask])
     if job.output is not None and len(inputs) > 1:
         job.output.mkdir(parents=True, exist_ok=True)
     with item_progress(disable=len(inputs) == 1) as bar:

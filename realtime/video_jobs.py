@@ -12,6 +12,7 @@ from rich.progress import Progress, TextColumn
 
 from .engine import Stylizer
 from .errors import UserError
+from .files import refuse_inputs_as_outputs
 from .image_batch import output_paths
 from .images import IMAGE_SUFFIXES
 from .pipeline import RunOptions, RunResult, Status, StylePlan, View, run
@@ -113,6 +114,7 @@ def run_video_job(job: VideoJob, stylizer: Stylizer) -> JobResult:
     else:
         output = Path(job.output) if job.output is not None else None
         paths = output_paths([_name_of(i) for i in inputs], styles, output, tuple(CONTAINERS), ".mp4")
+        refuse_inputs_as_outputs(paths, [*inputs, *_plan_files(job.plan)])
         if output is not None and len(inputs) > 1:
             output.mkdir(parents=True, exist_ok=True)
         targets = [str(p) for p in paths]
@@ -139,6 +141,11 @@ def run_video_job(job: VideoJob, stylizer: Stylizer) -> JobResult:
     return result
 
 
+def _plan_files(plan: StylePlan) -> list[object]:
+    """The style images and mask a plan reads (with non-file styles, which the output check skips)."""
+    return [*(style for entry in plan.entries for style in entry), plan.mask]
+
+
 def output_sink(destination: str, encoder: EncoderSettings, info: SourceInfo, overwrite: bool) -> Sink:
     """A stream for a URL (udp://, rtmp://...), else a video file."""
     if is_stream_url(destination):
@@ -155,6 +162,9 @@ def run_live_job(job: LiveJob, stylizer: Stylizer) -> JobResult:
     else:
         spec = SourceSpec(job.camera or "0", camera=True, size=job.framing.size, scale=job.framing.scale,
                           fps=job.framing.fps)
+
+    if job.output is not None and not is_stream_url(job.output):
+        refuse_inputs_as_outputs([Path(job.output)], [job.input, *_plan_files(job.plan)])
 
     def open_sinks(info: SourceInfo) -> list[Sink]:
         sinks: list[Sink] = []

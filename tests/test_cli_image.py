@@ -114,3 +114,18 @@ def test_help_shows_only_real_defaults(command):
     assert "(default: None)" not in text and "(default: False)" not in text
     if command == "video":
         assert "--pix-fmt FMT pixel format" in text and "(default: yuv420p)" in text
+
+
+def test_an_input_is_never_written_over_even_with_overwrite(inputs, style, tmp_path, capsys):
+    """Neither the content, nor a style, nor the same file under a link: refused before any work, as ffmpeg does."""
+    source = inputs / "cat.png"
+    own_style = tmp_path / "style.png"
+    Image.open(style).save(own_style)
+    link = tmp_path / "link.png"
+    link.symlink_to(source)
+    before = {path: path.read_bytes() for path in (source, own_style)}
+    for out in (source, own_style, link):
+        assert cli.main(["image", str(source), "--style", str(own_style), "-o", str(out), "--overwrite"]) == 2
+        assert f"{out}: is also an input; choose another output name" in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in before} == before
+

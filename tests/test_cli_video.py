@@ -123,6 +123,21 @@ def test_no_overwrite_without_the_flag_and_usage_errors(media, tmp_path, capsys)
     assert "--style-weights mixes styles" in capsys.readouterr().err
 
 
+def test_an_input_is_never_written_over_even_with_overwrite(media, tmp_path, capsys):
+    """`adain video` and `adain live` refuse an output that is their input, under its own name or a link."""
+    clip = write_clip(tmp_path / "clip.mp4", width=64, height=48, frames=4)
+    link = tmp_path / "link.mp4"
+    link.symlink_to(clip)
+    before = clip.read_bytes()
+    for out in (clip, link):
+        assert cli.main(["video", str(clip), "-o", str(out), "--overwrite", *style_args(media)]) == 2
+        assert f"{out}: is also an input; choose another output name" in capsys.readouterr().err
+        assert cli.main(["live", "--input", str(clip), "--no-window", "--output", str(out), "--overwrite",
+                         *style_args(media)]) == 2
+        assert f"{out}: is also an input; choose another output name" in capsys.readouterr().err
+    assert clip.read_bytes() == before
+
+
 def test_quiet_prints_only_warnings_and_errors(media, tmp_path, capsys):
     clip = write_clip(tmp_path / "odd.mp4", width=65, height=48, frames=4)  # an odd width: a warning
     out = tmp_path / "odd_out.mp4"
