@@ -302,7 +302,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                              max_seconds=args.max_seconds, threads=args.threads, frame_workers=args.frame_workers,
                              tile=args.tile, style=args.style, stages=not args.no_stages, clip=args.clip,
                              encoder_preset=args.encoder_preset, content_size=args.content_size)
-    report.check_outputs((args.json, args.markdown, args.plot), args.overwrite)
+    report.check_outputs((args.json, args.markdown, args.plot), args.overwrite, (args.clip, args.style))
     if args.clip is not None:
         check_footage(args.clip)
     if args.plot:
@@ -350,7 +350,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     store = WeightStore()
     for model in models:  # unknown names fail before any image is read
         store.registry.model(model)
-    report.check_outputs((args.json, args.sheet), args.overwrite)
+    report.check_outputs((args.json, args.sheet), args.overwrite, (*args.content, *args.styles))
     evaluator = Evaluator(EvalSettings(tuple(args.content), tuple(args.styles), size=args.size,
                                        style_size=args.style_size, device=args.device, precision=args.precision,
                                        cell=args.cell), store)

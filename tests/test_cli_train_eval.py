@@ -75,6 +75,17 @@ def test_eval_errors_are_one_line_with_exit_code_2(media, capsys, argv_tail, mes
     assert message in err and "Traceback" not in err
 
 
+def test_eval_never_writes_its_sheet_over_an_input(media, tmp_path, capsys):
+    contents = tmp_path / "contents"
+    contents.mkdir()
+    image = contents / "cat.png"
+    Image.open(media / "content" / EVAL_CONTENTS[0]).resize((64, 48)).save(image)
+    before = image.read_bytes()
+    assert cli.main(["eval", "--content", str(contents), "--styles", str(image), "--size", "64",
+                     "--sheet", str(image), "--overwrite"]) == 2
+    assert f"{image}: is also an input" in capsys.readouterr().err and image.read_bytes() == before
+
+
 def test_sigterm_saves_a_checkpoint_that_resume_continues(folders, tmp_path):
     run = tmp_path / "run"
     argv = [sys.executable, str(ROOT / "cli.py"), "train", "--content", folders[0], "--styles", folders[1],

@@ -9,6 +9,8 @@ from typing import Sequence
 from rich.table import Table
 
 from ..errors import UserError
+from ..files import refuse_inputs_as_outputs
+from ..image_batch import expand_inputs
 from .runner import BenchRecord
 
 COLUMNS = (("model", "model"), ("size_shown", "size"), ("device", "device"), ("precision", "precision"),
@@ -75,15 +77,16 @@ def _is_number(text: str) -> bool:
         return text == "-"
 
 
-def check_outputs(paths: Sequence[Path | None], overwrite: bool) -> None:
-    """Refuse before any measuring starts: an existing output without --overwrite, or a missing folder."""
-    for path in paths:
-        if path is None:
-            continue
+def check_outputs(paths: Sequence[Path | None], overwrite: bool, inputs: Sequence[object] = ()) -> None:
+    """Refuse before any measuring starts: an existing output without --overwrite, one of the `inputs`
+    (files, folders or globs, as `adain image` takes them) even with it, or a missing folder."""
+    given = [path for path in paths if path is not None]
+    for path in given:
         if path.exists() and not overwrite:
             raise UserError(f"{path}: output exists; pass --overwrite to replace it")
         if not path.parent.is_dir():
             raise UserError(f"{path.parent}: output folder does not exist")
+    refuse_inputs_as_outputs(given, expand_inputs([str(p) for p in inputs if isinstance(p, (str, Path))])[0])
 
 
 def write_json(path: Path, records: Sequence[BenchRecord]) -> None:
