@@ -148,6 +148,18 @@ class Screen:
         x, y, width, height = (int(geometry[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))
         return x, y, x + width, y + height
 
+    def showing(self, window: str, width: int, height: int, timeout_s: float = 30.0) -> tuple[int, int, int, int]:
+        """The window's box once it has the frames' size and shows a picture, not black: the first stylized
+        frame comes late on a loaded machine, and a pause pressed before it would hold a black window. After
+        the timeout, the box as it is (the asserts then fail)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            box = self.box(window)
+            sized = (box[2] - box[0], box[3] - box[1]) == (width, height)
+            if (sized and self.shot(box).mean() > 10) or time.monotonic() > deadline:
+                return box
+            time.sleep(0.25)
+
     def key(self, window: str, key: str, settle_s: float = 1.0) -> None:
         self.xdotool("key", "--window", window, key)
         time.sleep(settle_s)
@@ -182,9 +194,8 @@ def test_window_shows_hud_and_reacts_to_keys(media, tmp_path, display):
                            cwd=ROOT, stderr=subprocess.PIPE, text=True, env={**ENV, "DISPLAY": display})
     try:
         window = screen.window("^adain - ")
-        time.sleep(1.0)
+        box = screen.showing(window, 640, 360)  # the clip's frames, stylized
         screen.key(window, "space")  # pause: the picture holds still from here on
-        box = screen.box(window)  # sized to the frames by now
         with_hud = screen.settled(box)
         screen.key(window, "h", settle_s=0)
         without_hud = screen.settled(box, unlike=with_hud)
