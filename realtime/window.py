@@ -41,6 +41,8 @@ class Window:
     def __init__(self, title: str = "adain", snapshot_dir: Path = Path(".")) -> None:
         if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise UserError("no display to open a window on (DISPLAY is not set); use --no-window")
+        if not snapshot_dir.is_dir():
+            raise UserError(f"--snapshot-dir {snapshot_dir}: no such folder")
         self.title = title
         self.snapshot_dir = snapshot_dir
         self.side_by_side = False
@@ -90,12 +92,17 @@ class Window:
         return []
 
     def snapshot(self) -> Path | None:
-        """Save what the window shows (without the HUD) as a PNG in `snapshot_dir`."""
+        """Save what the window shows (without the HUD) as a PNG in `snapshot_dir`; a failed save (a full
+        disk, a folder gone) is logged and the session goes on."""
         if self._shown is None:
             return None
         picture, style = self._shown
-        path = self.snapshot_dir / f"adain-{style}-{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 1000:03d}.png"
-        write_image(path, picture)
+        path = snapshot_path(self.snapshot_dir, style, time.time_ns())
+        try:
+            write_image(path, picture)
+        except OSError as exc:
+            log.error("snapshot not saved: %s: %s", path, exc.strerror or exc)
+            return None
         log.info("snapshot: %s", path)
         return path
 
@@ -130,3 +137,16 @@ def draw_hud(bgr: np.ndarray, lines: list[str], reference_width: int) -> None:
     panel[:] = (panel * _HUD_BACKGROUND).astype(np.uint8)
     for number, line in enumerate(lines, start=1):
         cv2.putText(bgr, line, (pad, number * line_height), font, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+
+
+def snapshot_path(folder: Path, style: str, now_ns: int) -> Path:
+    """adain-<style>-<YYYYmmdd-HHMMSS>-<ms>.png in `folder`, local time, with -2, -3... where that name is
+    taken: a snapshot never replaces another file."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now_ns // 1_000_000_000))
+    base = f"adain-{style}-{stamp}-{now_ns // 1_000_000 % 1000:03d}"
+    path, number = folder / f"{base}.png", 1
+    while path.exists():
+        number += 1
+        path = folder / f"{base}-{number}.png"
+    return path
+

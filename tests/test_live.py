@@ -19,6 +19,7 @@ from PIL import ImageGrab
 import cli
 from clips import moved_toward_style, probe, write_clip
 from realtime.images import read_image, resize_shorter_side
+from realtime.window import snapshot_path
 
 ROOT = Path(__file__).resolve().parent.parent
 BRIGHT, DARK = "hokusai_great_wave.jpg", "turner_shipwreck.jpg"
@@ -236,3 +237,28 @@ def test_live_errors_are_one_line_and_exit_2(media, monkeypatch, capsys):
     assert "no display to open a window on (DISPLAY is not set); use --no-window" in capsys.readouterr().err
     assert cli.main(["live", "--input", clip, "--no-window", "--virtual-cam", *style]) == 2
     assert "--virtual-cam" in capsys.readouterr().err
+
+
+def test_a_missing_snapshot_folder_is_refused_before_the_window_opens(media, tmp_path):
+    """In a subprocess: were the check missing, OpenCV would try the display that is not there."""
+    clip = str(media / "video/tree_handheld_320x240_15fps_noaudio.mp4")
+    missing = tmp_path / "no-such-folder"
+    done = subprocess.run(adain("live", "--input", clip, "--style", str(media / "styles" / DARK),
+                                "--snapshot-dir", str(missing)),
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, env={**ENV, "DISPLAY": ":97"})
+    assert done.returncode == 2, done.stderr
+    assert f"--snapshot-dir {missing}: no such folder" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_snapshot_names_carry_milliseconds_and_never_replace_a_file(tmp_path):
+    now_ns = 1_700_000_000_123_456_789
+    first = snapshot_path(tmp_path, "wave", now_ns)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(1_700_000_000))
+    assert first == tmp_path / f"adain-wave-{stamp}-123.png"
+    first.write_bytes(b"taken")
+    second = snapshot_path(tmp_path, "wave", now_ns)
+    assert second == tmp_path / f"adain-wave-{stamp}-123-2.png"
+    second.write_bytes(b"taken")
+    assert snapshot_path(tmp_path, "wave", now_ns).name.endswith("-123-3.png")
+    assert snapshot_path(tmp_path, "wave", now_ns + 1_000_000).name.endswith("-124.png")
+
