@@ -70,19 +70,26 @@ def expand_inputs(patterns: Sequence[str]) -> tuple[list[Path], list[tuple[str, 
 def output_paths(inputs: Sequence[Path], styles: Sequence[str], output: Path | None,
                  kept_suffixes: Sequence[str] = _KEPT_SUFFIXES, default_suffix: str = ".png") -> list[Path]:
     """One output per input: -o as a file for a single input, as a folder for several (names say content
-    and style); without -o, next to the input with a `_stylized` suffix. An input's file type is kept
+    and style; inputs with the same name from different folders get -2, -3... in input order); without -o,
+    next to the input with a `_stylized` suffix. An input's file type is kept
     when it is one of `kept_suffixes`, else `default_suffix` is used."""
     style_label = "+".join(style_name(s) for s in styles)
     as_folder = output is not None and (len(inputs) > 1 or output.is_dir() or str(output).endswith(("/", "\\")))
     if output is not None and len(inputs) > 1 and output.suffix.lower() in (*IMAGE_SUFFIXES, *kept_suffixes):
         raise UserError(f"-o {output}: several inputs need an output folder, not a file name")
-    paths = []
+    paths: list[Path] = []
+    taken: set[Path] = set()
     for source in inputs:
         suffix = source.suffix.lower() if source.suffix.lower() in kept_suffixes else default_suffix
         if output is None:
             paths.append(source.with_name(f"{source.stem}_stylized{suffix}"))
         elif as_folder:
-            paths.append(output / f"{source.stem}_{style_label}{suffix}")
+            name, number = source.stem, 1
+            while output / f"{name}_{style_label}{suffix}" in taken:  # a/cat.png and b/cat.png: cat, cat-2
+                number += 1
+                name = f"{source.stem}-{number}"
+            taken.add(output / f"{name}_{style_label}{suffix}")
+            paths.append(output / f"{name}_{style_label}{suffix}")
         else:
             paths.append(output)
     return paths

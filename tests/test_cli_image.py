@@ -129,3 +129,19 @@ def test_an_input_is_never_written_over_even_with_overwrite(inputs, style, tmp_p
         assert f"{out}: is also an input; choose another output name" in capsys.readouterr().err
     assert {path: path.read_bytes() for path in before} == before
 
+
+def test_same_named_inputs_from_two_folders_get_two_outputs(inputs, style, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.open(inputs / "cat.png").transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(other / "cat.png")
+    out = tmp_path / "out"
+    for _ in range(2):  # the second time replaces both, each with its own picture again
+        assert cli.main(["image", str(inputs / "cat.png"), str(other / "cat.png"), "--style", style, "-o", str(out),
+                         "--overwrite"]) == 0
+    first, second = out / "cat_picabia_udnie.png", out / "cat-2_picabia_udnie.png"
+    assert {p.name for p in out.iterdir()} == {first.name, second.name}
+    for source, batch_output in ((inputs / "cat.png", first), (other / "cat.png", second)):  # each input's own
+        alone = tmp_path / "alone.png"
+        assert cli.main(["image", str(source), "--style", style, "-o", str(alone), "--overwrite"]) == 0
+        assert np.array_equal(np.asarray(Image.open(alone)), np.asarray(Image.open(batch_output)))
+
