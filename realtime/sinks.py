@@ -171,8 +171,8 @@ class EncodingSink:
         try:  # now, not at the first frame in the encode thread: settings it refuses are a clear error up front
             context.open()
         except av.FFmpegError as exc:
-            raise UserError(f"{self.label}: {codec_name} refuses --preset {options[profile.preset_option]} "
-                            f"with --crf {options['crf']} ({exc.strerror})") from None
+            raise UserError(f"{self.label}: {codec_name} refuses {width}x{height} {settings.pix_fmt} with --preset "
+                            f"{options[profile.preset_option]} --crf {options['crf']} ({exc.strerror})") from None
         self._video = stream
 
     # ------------------------------------------------------------------ main-thread side

@@ -129,7 +129,7 @@ def test_existing_output_is_not_replaced_without_overwrite(tmp_path):
     ("out.webm", EncoderSettings(codec="h264"), "a webm file cannot hold h264 video"),
     ("out.mp4", EncoderSettings(pix_fmt="rgb48le"), "--pix-fmt rgb48le: libx264 takes yuv420p"),
     ("no/such/dir/out.mp4", EncoderSettings(), "output folder does not exist"),
-    ("out.mp4", EncoderSettings(preset="bogus"), "libx264 refuses --preset bogus with --crf 23 (Invalid argument)"),
+    ("out.mp4", EncoderSettings(preset="bogus"), "libx264 refuses 64x48 yuv420p with --preset bogus --crf 23 (Invalid argument)"),
     ("out.mp4", EncoderSettings(crf=52), "--crf 52: libx264 takes 0-51"),
     ("out.webm", EncoderSettings(crf=64), "--crf 64: libvpx-vp9 takes 0-63"),
 ])
