@@ -19,7 +19,7 @@ from realtime.bench import report
 from realtime.bench.end_to_end import check_footage, measure_end_to_end
 from realtime.bench.runner import MODES, NAMED_SIZES, BenchRecord, BenchSettings, parse_size, run_bench
 from realtime.engine import DEVICES, PRECISIONS, PRESERVE_COLOR, StyleControls, Stylizer
-from realtime.errors import UserError
+from realtime.errors import UserError, first_line, is_out_of_memory
 from realtime.image_batch import ImageJob, run_image_job
 from realtime.images import write_image
 from realtime.metrics import EvalSettings, Evaluator, write_report
@@ -71,6 +71,17 @@ def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+MAX_SIDE = 8192
+"""The largest --style-size and --content-size: beyond 8K a side, resizing alone needs tens of GiB."""
+
+
+def side_length(text: str) -> int:
+    value = non_negative_int(text)
+    if value > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SIDE} pixels, got {text}")
     return value
 
 
@@ -126,9 +137,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                        help="use this encoder file instead of the registry's (e.g. pytorch-AdaIN's vgg_normalised.pth)")
     group.add_argument("--decoder-weights", type=Path, metavar="FILE",
                        help="use this decoder file instead of the registry's (e.g. pytorch-AdaIN's decoder.pth)")
-    group.add_argument("--style-size", type=non_negative_int, default=512, metavar="N",
+    group.add_argument("--style-size", type=side_length, default=512, metavar="N",
                        help="shorter side the style image is resized to before its statistics are taken (0: as is)")
-    group.add_argument("--content-size", type=non_negative_int, default=0, metavar="N",
+    group.add_argument("--content-size", type=side_length, default=0, metavar="N",
                        help="run the networks with the content's shorter side at N pixels, then scale the result "
                             "back to the input size: faster, less detail (e.g. 360 for HD video on a CPU; "
                             "0, default: full resolution)")
@@ -477,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: a synthetic panning scene; real footage costs the encoder more)")
     bench.add_argument("--encoder-preset", metavar="PRESET",
                        help="encoder speed preset for end_to_end (e.g. ultrafast; default: adain video's)")
-    bench.add_argument("--content-size", type=non_negative_int, default=0, metavar="N",
+    bench.add_argument("--content-size", type=side_length, default=0, metavar="N",
                        help="the lower-resolution mode: run the networks with each frame's shorter side at N "
                             "pixels and scale back; its rows show both sizes and get no speed-up over the "
                             "full-resolution baseline (default: 0, full resolution)")
@@ -610,6 +621,12 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         report_error(str(exc))
         return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - only running out of memory is reported; the rest re-raised
+        if not is_out_of_memory(exc):
+            raise
+        report_error(f"out of memory: {first_line(exc)[:200]}; try smaller frames (--size, --content-size, "
+                     "--style-size) or --tile")
+        return EXIT_FAILED
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]")
         return EXIT_INTERRUPTED

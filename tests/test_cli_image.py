@@ -145,3 +145,36 @@ def test_same_named_inputs_from_two_folders_get_two_outputs(inputs, style, tmp_p
         assert cli.main(["image", str(source), "--style", style, "-o", str(alone), "--overwrite"]) == 0
         assert np.array_equal(np.asarray(Image.open(alone)), np.asarray(Image.open(batch_output)))
 
+
+@pytest.mark.parametrize("error", [
+    MemoryError(),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                 "you tried to allocate 180399600000 bytes. Error code 12 (Cannot allocate memory)"),
+    RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+    Exception("OpenCV(5.0.0) alloc.cpp:73: error: (-4:Insufficient memory) Failed to allocate 48000000000 bytes"),
+])
+def test_running_out_of_memory_is_one_line_and_exit_1(inputs, style, monkeypatch, capsys, error):
+    def exhausted(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(cli, "run_image_job", exhausted)
+    assert cli.main(["image", str(inputs / "cat.png"), "--style", style]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: out of memory") and errors[0].endswith("--tile")
+
+
+def test_other_failures_are_not_dressed_up_as_memory_errors(inputs, style, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(cli, "run_image_job", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        cli.main(["image", str(inputs / "cat.png"), "--style", style])
+
+
+def test_style_and_content_sizes_are_bounded(inputs, style):
+    for option in ("--style-size", "--content-size"):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["image", str(inputs / "cat.png"), "--style", style, option, "100000"])
+        assert exit_info.value.code == 2
+
