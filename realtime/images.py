@@ -34,6 +34,8 @@ class LoadedImage:
 
 def read_image(path: str | Path) -> LoadedImage:
     """Read an image file into 8-bit RGB; every failure is a one-line UserError naming the file."""
+    if "://" in str(path):  # Path would also fold the URL's // into one /
+        raise UserError(f"{path}: images are read from files, not URLs; download it first")
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file")

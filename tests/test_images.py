@@ -69,6 +69,8 @@ def test_bad_files_give_one_line_errors_naming_the_file(tmp_path, media):
             read_image(tmp_path / name)
         text = str(info.value)
         assert name in text and message in text and "\n" not in text
+    with pytest.raises(UserError, match=r"^https://example.com/wave.jpg: images are read from files, not URLs"):
+        read_image("https://example.com/wave.jpg")
 
 
 def test_resize_and_pad_helpers():
