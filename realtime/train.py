@@ -97,8 +97,10 @@ class TrainSettings:
         for name in ("iters", "batch_size", "save_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.lr <= 0 or self.lr_decay < 0 or self.style_weight < 0 or self.content_weight < 0:
-            raise UserError("--lr must be positive; --lr-decay, --style-weight and --content-weight non-negative")
+        if not (0 < self.lr < math.inf and all(0 <= value < math.inf for value in
+                                                (self.lr_decay, self.style_weight, self.content_weight))):
+            raise UserError("--lr must be positive; --lr-decay, --style-weight and --content-weight non-negative "
+                            "(all finite)")
         if self.load_size < self.crop:
             raise UserError(f"--load-size ({self.load_size}) must be at least --crop ({self.crop})")
         if not 0.0 <= self.ema < 1.0:

@@ -175,3 +175,7 @@ def test_resume_and_start_refuse_what_would_corrupt_a_run(data, tmp_path):
         Trainer(settings_for(data, tmp_path / "other", init_decoder="no-such-thing"))
     with pytest.raises(UserError, match="--load-size"):
         settings_for(data, run, load_size=16)
+    for bad in ({"lr": float("nan")}, {"lr": 0.0}, {"lr": float("inf")}, {"style_weight": float("nan")},
+                {"content_weight": -1.0}, {"lr_decay": float("inf")}):
+        with pytest.raises(UserError, match="--lr must be positive"):
+            settings_for(data, run, **bad)
