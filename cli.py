@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Callable
@@ -108,7 +109,7 @@ def seconds(text: str) -> float:
             value = value * 60 + float(part)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds or [HH:]MM:SS, got {text!r}") from None
-    if value < 0 or text.count(":") > 2:
+    if not 0 <= value < math.inf or text.count(":") > 2:  # NaN fails too
         raise argparse.ArgumentTypeError(f"expected seconds or [HH:]MM:SS, got {text!r}")
     return value
 def word_list(text: str) -> tuple[str, ...]:

@@ -2,11 +2,12 @@
 
 Feature tensors are (N, C, H, W); images are float RGB (N, 3, H, W) in [0, 1]. Statistics are
 always computed in float32, whatever the features' dtype, because a bf16/fp16 variance of
-large activations loses most of its digits. This module imports only torch.
+large activations loses most of its digits. This module imports only torch (and math).
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, Sequence
 
 import torch
@@ -90,8 +91,8 @@ def normalise_weights(weights: Sequence[float], count: int) -> list[float]:
     """Check interpolation weights (one per style, non-negative, not all zero) and scale them to sum 1."""
     if len(weights) != count:
         raise ValueError(f"got {len(weights)} style weights for {count} styles")
-    if any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError(f"style weights must be non-negative and not all zero, got {list(weights)}")
+    if not all(0 <= w < math.inf for w in weights) or sum(weights) <= 0:  # written so that NaN fails too
+        raise ValueError(f"style weights must be finite, non-negative and not all zero, got {list(weights)}")
     total = float(sum(weights))
     return [float(w) / total for w in weights]
 

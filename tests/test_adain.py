@@ -57,7 +57,7 @@ def test_interpolation_weights_are_checked_and_normalised():
     styles = [A.channel_stats(_feats(1, 2, 4, 4, seed=s)) for s in (1, 2)]
     one_hot = A.mix_stats(styles, [0.0, 3.0])
     assert torch.allclose(one_hot.mean, styles[1].mean) and torch.allclose(one_hot.std, styles[1].std)
-    for bad in ([1.0], [-1.0, 2.0], [0.0, 0.0]):
+    for bad in ([1.0], [-1.0, 2.0], [0.0, 0.0], [float("nan"), 1.0], [float("inf"), 1.0]):
         with pytest.raises(ValueError):
             A.mix_stats(styles, bad)
 

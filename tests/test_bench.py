@@ -144,6 +144,7 @@ def test_bench_refuses_to_overwrite_and_bad_arguments(tmp_path, capsys):
     assert cli.main([*TINY, "--style", str(style), "--markdown", str(style), "--overwrite"]) == 2
     assert f"{style}: is also an input" in capsys.readouterr().err and style.read_bytes() == b"not read: refused before"
     assert cli.main([*TINY, "--modes", "everything"]) == 2
+    assert cli.main([*TINY, "--max-seconds", "nan"]) == 2
     assert cli.main([*TINY, "--precision", "int8"]) == 2
     with pytest.raises(SystemExit):
         cli.main([*TINY[:3], "--sizes", "huge"])

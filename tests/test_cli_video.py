@@ -114,7 +114,8 @@ def test_no_overwrite_without_the_flag_and_usage_errors(media, tmp_path, capsys)
     assert cli.main(["video", str(clip), "-o", str(out), "--overwrite", "--codec", "hevc", "--crf", "30",
                      "--preset", "ultrafast", "--no-audio", *style_args(media)]) == 0
     assert probe(out).codecs == ["hevc"]
-    for bad in (["--size", "12by4"], ["--scale", "-1"], ["--codec", "mpeg1"], ["--start", "x:y"]):
+    for bad in (["--size", "12by4"], ["--scale", "-1"], ["--codec", "mpeg1"], ["--start", "x:y"], ["--start", "nan"],
+                ["--duration", "inf"]):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["video", str(clip), *bad, *style_args(media)])
         assert exit_info.value.code == 2

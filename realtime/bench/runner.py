@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import re
 import time
 from collections import deque
@@ -92,7 +93,7 @@ class BenchSettings:
         for precision in self.precisions:
             if precision != "auto" and precision not in PRECISIONS:
                 raise UserError(f"unknown precision {precision!r}; choose one of auto, {', '.join(PRECISIONS)}")
-        if self.iters < 1 or self.warmup < 0 or self.max_seconds <= 0:
+        if self.iters < 1 or self.warmup < 0 or not 0 < self.max_seconds < math.inf:
             raise UserError("--iters must be >= 1, --warmup >= 0 and --max-seconds > 0")
         if self.content_size < 0:
             raise UserError("--content-size must be >= 0")
