@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import signal
-import threading
 import time
 from collections import deque
 from concurrent.futures import Future
@@ -27,6 +25,7 @@ import numpy as np
 from .engine import PRESERVE_COLOR, ModelInfo, PreparedStyle, StyleControls
 from .frame_workers import FrameWorkers
 from .images import read_mask
+from .signals import SignalStop, stop_on_signals
 from .sinks import Sink
 from .sources import Frame, Source, SourceInfo, SourceReport
 from .styles import StyleSource
@@ -228,7 +227,7 @@ def run(open_source: Callable[[], Source], stylizer: FrameStylizer, plan: StyleP
     with ExitStack() as stack:
         source = stack.enter_context(_closing(open_source()))
         info = result.info = source.info
-        stopper = stack.enter_context(_stop_on_signals(source.stop))
+        stopper = stack.enter_context(stop_on_signals(source.stop, "finishing the output"))
         mask = read_mask(plan.mask, info.width, info.height) if plan.mask is not None else None
         looks = _Looks(stylizer, plan, mask)
         sinks = open_sinks(info)
@@ -295,7 +294,7 @@ def run(open_source: Callable[[], Source], stylizer: FrameStylizer, plan: StyleP
 
 
 def _interact(window: View, frame: Frame, stylized: np.ndarray, status: Status, looks: _Looks,
-              stylizer: FrameStylizer, stopper: "_SignalStop") -> bool:
+              stylizer: FrameStylizer, stopper: SignalStop) -> bool:
     """Show the frame and act on keys; while paused, keep showing it (restylized when a control changes).
     Returns True when the view asked to quit."""
     window.show(frame.rgb, stylized, status)
@@ -320,32 +319,3 @@ def _closing(resource: Source | Sink | View | FrameWorkers) -> Iterator[Source |
         yield resource
     finally:
         resource.close()
-
-
-@dataclass
-class _SignalStop:
-    signal: str | None = None
-
-
-@contextmanager
-def _stop_on_signals(stop_source: Callable[[], None]) -> Iterator[_SignalStop]:
-    """SIGINT/SIGTERM end the loop after the current frame (the source stops delivering); a second one
-    raises KeyboardInterrupt at once. Only the main thread can take signals; elsewhere this does nothing."""
-    state = _SignalStop()
-    if threading.current_thread() is not threading.main_thread():
-        yield state
-        return
-
-    def handle(signum: int, _frame: object) -> None:
-        if state.signal is not None:
-            raise KeyboardInterrupt
-        state.signal = signal.Signals(signum).name
-        log.warning("%s: finishing the output (press Ctrl-C again to stop at once)", state.signal)
-        stop_source()
-
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield state
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -19,17 +19,14 @@ Files are replaced atomically, so a run killed at any point can be resumed from 
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import logging
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -39,6 +36,7 @@ from . import adain as A
 from .engine import select_device, select_precision
 from .errors import UserError
 from .files import write_atomically
+from .signals import stop_on_signals
 from .images import tensor_to_frames, write_image
 from .losses import LossNetwork, Losses, Targets, adain_target
 from .models import build_network
@@ -379,8 +377,9 @@ class Trainer:
         write_image(path, compose_grid(rows, cell=min(self.settings.crop, 256)))
         return path
 
-    def run(self) -> TrainResult:
-        """Train until `iters`, saving every `save_every` iterations, and on Ctrl-C before re-raising it."""
+    def run(self, stop_requested: Callable[[], bool] = lambda: False) -> TrainResult:
+        """Train until `iters`, saving every `save_every` iterations; when `stop_requested()` turns true after
+        an iteration, or on Ctrl-C, save and raise KeyboardInterrupt."""
         settings = self.settings
         self._session_start = time.monotonic()
         self.out.mkdir(parents=True, exist_ok=True)
@@ -403,6 +402,8 @@ class Trainer:
                         self.save()
                     if settings.sample_every and self.iteration % settings.sample_every == 0:
                         self.write_samples()
+                    if stop_requested():
+                        raise KeyboardInterrupt  # a signal asked to stop: saved below, like Ctrl-C
             except KeyboardInterrupt:
                 self._save_after_interrupt()
                 raise
@@ -448,22 +449,7 @@ def train(settings: TrainSettings, store: WeightStore | None = None) -> TrainRes
     if settings.threads:
         torch.set_num_threads(settings.threads)
     trainer = Trainer(settings, store)
-    with _sigterm_as_interrupt():
-        return trainer.run()
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM (kill, a scheduler's preemption) like Ctrl-C, so the run saves before it ends."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    # Ctrl-C and SIGTERM (kill, a scheduler's preemption) stop after the iteration under way, which is then
+    # saved: a signal landing in the middle of the weight update would otherwise leave nothing to save.
+    with stop_on_signals(lambda: None, "stopping after this iteration, which is then saved") as stop:
+        return trainer.run(lambda: stop.signal is not None)

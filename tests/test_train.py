@@ -2,13 +2,16 @@
 
 import csv
 import dataclasses
+import os
+import signal
 
 import pytest
 import torch
 
 from realtime.errors import UserError
 from realtime.models import build_network
-from realtime.train import CHECKPOINT, DECODER, LOG, SAMPLES, Trainer, TrainSettings, ema_decay, learning_rate
+from realtime.train import (CHECKPOINT, DECODER, LOG, SAMPLES, Trainer, TrainSettings, ema_decay, learning_rate,
+                            train)
 from train_fixtures import CONTENTS, STYLES, small_copies
 
 
@@ -179,3 +182,20 @@ def test_resume_and_start_refuse_what_would_corrupt_a_run(data, tmp_path):
                 {"content_weight": -1.0}, {"lr_decay": float("inf")}):
         with pytest.raises(UserError, match="--lr must be positive"):
             settings_for(data, run, **bad)
+
+
+def test_a_signal_during_the_weight_update_still_saves_that_iteration(data, tmp_path, monkeypatch):
+    """SIGTERM lands while Adam writes the weights (the window where nothing consistent could be saved): the
+    run finishes that iteration, saves it and stops, instead of ending with no checkpoint at all."""
+    adam_step = torch.optim.Adam.step
+
+    def step_hit_by_sigterm(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # handled at the next bytecode, inside the update
+        return adam_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step_hit_by_sigterm)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(settings_for(data, run, iters=50, save_every=100))
+    assert _checkpoint(run)["iteration"] == 1
+
