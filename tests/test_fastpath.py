@@ -3,6 +3,7 @@ CPU conv+ReLU equals the plain one, torch.compile agrees, and the runtime helper
 pinned-transfer tests are marked gpu (skipped without one)."""
 
 import logging
+import threading
 
 import numpy as np
 import pytest
@@ -122,9 +123,11 @@ def test_compiled_path_agrees_with_eager(device, precision, arch, cup, style, ca
     a = eager.stylize(cup, eager.prepare(style))
     b = compiled.stylize(cup, compiled.prepare(style))
     assert psnr(a, b) >= 35
+    profiling = threading.Lock()  # torch's profiler is process-wide: two at once tripped its internal assert
+
     def profiled(frame: np.ndarray) -> tuple[np.ndarray, set[str]]:
         compiled.stylize(frame, compiled.prepare(style))  # a new thread count compiles (dynamo guards on it)
-        with torch.profiler.profile() as profile:
+        with profiling, torch.profiler.profile() as profile:
             out = compiled.stylize(frame, compiled.prepare(style))
         return out, {event.name for event in profile.events()}
 
