@@ -84,12 +84,12 @@ def output_paths(inputs: Sequence[Path], styles: Sequence[str], output: Path | N
         if output is None:
             paths.append(source.with_name(f"{source.stem}_stylized{suffix}"))
         elif as_folder:
-            name, number = source.stem, 1
-            while output / f"{name}_{style_label}{suffix}" in taken:  # a/cat.png and b/cat.png: cat, cat-2
+            path, number = output / f"{source.stem}_{style_label}{suffix}", 1
+            while path in taken:  # a/cat.png and b/cat.png: cat, cat-2
                 number += 1
-                name = f"{source.stem}-{number}"
-            taken.add(output / f"{name}_{style_label}{suffix}")
-            paths.append(output / f"{name}_{style_label}{suffix}")
+                path = output / f"{source.stem}-{number}_{style_label}{suffix}"
+            taken.add(path)
+            paths.append(path)
         else:
             paths.append(output)
     return paths
