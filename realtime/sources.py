@@ -95,6 +95,7 @@ class SourceReport:
     dropped: int = 0
     corrupt_packets: int = 0  # packets the decoder rejected: skipped
     damaged_frames: int = 0  # frames decoded with concealed errors: kept
+    unreadable_images: int = 0  # image-sequence files that could not be read: skipped (their time stays a gap)
     cut_at: float | None = None  # the input ended here (seconds) before its announced end
     expected_end: float | None = None
 
@@ -617,6 +618,7 @@ class ImageSequenceSource(ReaderSource):
             raise UserError(f"{spec.target}: --start {spec.start:g} s is past the last image")
         first = read_image(self._files[0]).rgb
         height, width = first.shape[:2]
+        self._first_size = (width, height)
         self._size = fit_size(width, height, spec.size, spec.scale)
         self._time_base = Fraction(1, 1) / Fraction(fps).limit_denominator(1001)
         self.info = SourceInfo(name=spec.target, width=self._size[0], height=self._size[1], fps=fps,
@@ -624,10 +626,24 @@ class ImageSequenceSource(ReaderSource):
         self._start(self._to_frame(0, first), self._rest, name="images")
 
     def _rest(self, stop: threading.Event) -> Iterator[Frame]:
+        """The images after the first: an unreadable one is skipped (a gap in time, as a corrupt packet in a
+        video file), one of another size is stretched to the first one's (said once)."""
+        told_size = False
         for index, path in enumerate(self._files[1:], start=1):
             if stop.is_set():
                 return
-            yield self._to_frame(index, read_image(path).rgb)
+            try:
+                rgb = read_image(path).rgb
+            except UserError as exc:
+                self.report.unreadable_images += 1
+                log.warning("skipped %s", exc)
+                continue
+            size = (rgb.shape[1], rgb.shape[0])
+            if size != self._first_size and not told_size:
+                told_size = True
+                log.warning("%s: %dx%d, unlike the first image's %dx%d; images of other sizes are stretched to "
+                            "%dx%d", path, *size, *self._first_size, *self._size)
+            yield self._to_frame(index, rgb)
 
     def _to_frame(self, index: int, rgb: np.ndarray) -> Frame:
         return Frame(resize_to(rgb, *self._size), index, index, self._time_base, time.monotonic())

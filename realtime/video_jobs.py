@@ -260,6 +260,8 @@ def report_run(result: RunResult) -> None:
     if source.corrupt_packets or source.damaged_frames:
         lines.append(f"  damaged input: {source.corrupt_packets} corrupt packet(s) skipped, "
                      f"{source.damaged_frames} frame(s) decoded with concealed errors")
+    if source.unreadable_images:
+        lines.append(f"  damaged input: {source.unreadable_images} unreadable image(s) skipped")
     if source.cut_at is not None:
         lines.append(f"  the input is cut short: it ends at {source.cut_at:.2f} s of the announced "
                      f"{source.expected_end:.2f} s; every decodable frame was rendered")

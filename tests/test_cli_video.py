@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import cli
-from clips import moved_toward_style, probe, write_audio_only, write_clip
+from clips import moved_toward_style, pattern, probe, write_audio_only, write_clip
 from realtime.images import read_image, resize_shorter_side
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,6 +138,18 @@ def test_an_input_is_never_written_over_even_with_overwrite(media, tmp_path, cap
                          *style_args(media)]) == 2
         assert f"{out}: is also an input; choose another output name" in capsys.readouterr().err
     assert clip.read_bytes() == before
+
+
+def test_an_image_sequence_with_a_bad_image_is_rendered_without_it(media, tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index in (1, 3):
+        Image.fromarray(pattern(index, 64, 48)).save(frames / f"f{index}.png")
+    (frames / "f2.png").write_bytes(b"\x89PNG broken")
+    out = tmp_path / "seq.mp4"
+    assert cli.main(["video", str(frames), "--fps", "10", "-o", str(out), *style_args(media)]) == 0
+    assert probe(out).times == pytest.approx([0.0, 0.2])
+    assert "1 unreadable image(s) skipped" in capsys.readouterr().err
 
 
 def test_quiet_prints_only_warnings_and_errors(media, tmp_path, capsys):

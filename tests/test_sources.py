@@ -152,6 +152,24 @@ def test_image_sequence_in_natural_order(tmp_path):
         assert [f.rgb[0, 0, 2] for f in source] == [pattern(2, 40, 30)[0, 0, 2]]  # the part asked for
 
 
+def test_image_sequence_skips_an_unreadable_image_and_stretches_other_sizes(tmp_path, caplog):
+    """As a corrupt packet in a video: the bad image is skipped (its time stays a gap) and counted; an image
+    of another size is stretched to the first one's, and said once."""
+    cv2.imwrite(str(tmp_path / "f1.png"), pattern(1, 40, 30))
+    (tmp_path / "f2.png").write_text("not an image")
+    cv2.imwrite(str(tmp_path / "f3.png"), pattern(3, 60, 20))
+    cv2.imwrite(str(tmp_path / "f4.png"), pattern(4, 50, 50))
+    with open_source(SourceSpec(str(tmp_path), fps=10)) as source:
+        frames = list(source)
+        report = source.report
+    assert [f.time for f in frames] == pytest.approx([0.0, 0.2, 0.3])
+    assert all(f.rgb.shape == (30, 40, 3) for f in frames)
+    assert report.unreadable_images == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("f2.png" in w and "not an image" in w for w in warnings)
+    assert sum("stretched to 40x30" in w for w in warnings) == 1 and any("f3.png: 60x20" in w for w in warnings)
+
+
 def test_camera_that_cannot_be_opened_is_a_clear_error():
     with pytest.raises(UserError, match="camera /dev/video-none: cannot be opened"):
         CameraSource(SourceSpec("/dev/video-none", camera=True))
