@@ -166,6 +166,9 @@ class WeightStore:
                             f"replace it, or unset {MIRROR_ENV} and run `adain weights fetch`")
         if found is not None:
             log.warning("%s: cached copy is corrupt; downloading it again", found.path)
+        elif self.mirror_dir is not None and not self.mirror_dir.is_dir():  # a typo, not a wish to download
+            raise UserError(f"{MIRROR_ENV}={self.mirror_dir}: no such folder; point it at a folder laid out like "
+                            "../shared/weights, or unset it to download the weights")
         if not download:
             raise UserError(f"weight file {name} not found; {self.how_to_get(entry)}")
         return self.fetch(name)

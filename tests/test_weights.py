@@ -110,6 +110,13 @@ def test_mirror_with_a_wrong_checksum_is_refused(tmp_path, weights_dir):
         store.resolve(NAME)
 
 
+def test_a_mirror_folder_that_does_not_exist_is_named_instead_of_downloading(tmp_path, server):
+    store = _store(tmp_path, server, tmp_path / "typo")
+    with pytest.raises(UserError, match=r"^REALTIME_ADAIN_WEIGHTS=.*typo: no such folder"):
+        store.resolve(NAME)
+    assert not (tmp_path / "cache" / "weights" / NAME).exists()  # nothing was downloaded
+
+
 def test_a_corrupt_cached_copy_is_downloaded_again(tmp_path, server, weights_dir):
     store = _store(tmp_path, server)
     cached = tmp_path / "cache" / "weights" / NAME
