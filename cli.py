@@ -407,9 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     image.add_argument("content", nargs="+", metavar="CONTENT", help="image files, directories or globs")
     add_style_options(image)
     add_model_options(image)
-    image.add_argument("-o", "--output", type=Path, metavar="OUT",
-                       help="output file (one input) or folder (several); default: next to each input, "
-                            "with a _stylized suffix")
+    image.add_argument("-o", "--output", metavar="OUT",
+                       help="output file (one input) or folder (several inputs, or a path ending in /, created "
+                            "if missing); default: next to each input, with a _stylized suffix")
     image.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     image.set_defaults(run=cmd_image)
 
@@ -423,8 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("input", nargs="+", metavar="INPUT",
                        help="video files, URLs, or image sequences (a folder, or a glob such as 'frames/*.png')")
     video.add_argument("-o", "--output", metavar="OUT",
-                       help="output file (one input), folder (several), or stream URL (udp://, rtmp://, srt://); "
-                            "default: next to each input, with a _stylized suffix")
+                       help="output file (one input), folder (several inputs, or a path ending in /, created if "
+                            "missing), or stream URL (udp://, rtmp://, srt://); default: next to each input, with a "
+                            "_stylized suffix")
     part = video.add_argument_group("part of the input")
     part.add_argument("--start", type=seconds, default=0.0, metavar="T", help="start T seconds in ([HH:]MM:SS too)")
     part.add_argument("--duration", type=seconds, metavar="T", help="render at most T seconds")

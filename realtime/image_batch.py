@@ -28,7 +28,7 @@ class ImageJob:
     contents: Sequence[str]
     styles: Sequence[str]
     controls: StyleControls = StyleControls()
-    output: Path | None = None
+    output: str | Path | None = None  # a file, or a folder (several inputs, or a trailing slash)
     mask: Path | None = None
     overwrite: bool = False
 
@@ -67,31 +67,41 @@ def expand_inputs(patterns: Sequence[str]) -> tuple[list[Path], list[tuple[str, 
     return unique, missing
 
 
-def output_paths(inputs: Sequence[Path], styles: Sequence[str], output: Path | None,
+def output_folder(output: str | Path | None, count: int) -> Path | None:
+    """The folder -o names, created if missing, when it names one: for several inputs, an existing folder, or
+    a path ending in a slash (`-o out/`); None when -o is a file name (or not given)."""
+    if output is None or not (count > 1 or Path(output).is_dir() or str(output).endswith(("/", "\\"))):
+        return None
+    folder = Path(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def output_paths(inputs: Sequence[Path], styles: Sequence[str], output: str | Path | None,
                  kept_suffixes: Sequence[str] = _KEPT_SUFFIXES, default_suffix: str = ".png") -> list[Path]:
-    """One output per input: -o as a file for a single input, as a folder for several (names say content
-    and style; inputs with the same name from different folders get -2, -3... in input order); without -o,
-    next to the input with a `_stylized` suffix. An input's file type is kept
-    when it is one of `kept_suffixes`, else `default_suffix` is used."""
+    """One output per input: -o as a file for a single input, as a folder for several or when it ends in a
+    slash (names say content and style; inputs with the same name from different folders get -2, -3... in
+    input order); without -o, next to the input with a `_stylized` suffix. An input's file type is kept
+    when it is one of `kept_suffixes`, else `default_suffix` is used. Creates the output folder."""
     style_label = "+".join(style_name(s) for s in styles)
-    as_folder = output is not None and (len(inputs) > 1 or output.is_dir() or str(output).endswith(("/", "\\")))
-    if output is not None and len(inputs) > 1 and output.suffix.lower() in (*IMAGE_SUFFIXES, *kept_suffixes):
+    if output is not None and len(inputs) > 1 and Path(output).suffix.lower() in (*IMAGE_SUFFIXES, *kept_suffixes):
         raise UserError(f"-o {output}: several inputs need an output folder, not a file name")
+    folder = output_folder(output, len(inputs))
     paths: list[Path] = []
     taken: set[Path] = set()
     for source in inputs:
         suffix = source.suffix.lower() if source.suffix.lower() in kept_suffixes else default_suffix
         if output is None:
             paths.append(source.with_name(f"{source.stem}_stylized{suffix}"))
-        elif as_folder:
-            path, number = output / f"{source.stem}_{style_label}{suffix}", 1
+        elif folder is not None:
+            path, number = folder / f"{source.stem}_{style_label}{suffix}", 1
             while path in taken:  # a/cat.png and b/cat.png: cat, cat-2
                 number += 1
-                path = output / f"{source.stem}-{number}_{style_label}{suffix}"
+                path = folder / f"{source.stem}-{number}_{style_label}{suffix}"
             taken.add(path)
             paths.append(path)
         else:
-            paths.append(output)
+            paths.append(Path(output))
     return paths
 
 
@@ -107,8 +117,6 @@ def run_image_job(job: ImageJob, stylizer: Stylizer) -> BatchResult:
         return result
     outputs = output_paths(inputs, job.styles, job.output)
     refuse_inputs_as_outputs(outputs, [*inputs, *job.styles, job.mask])
-    if job.output is not None and len(inputs) > 1:
-        job.output.mkdir(parents=True, exist_ok=True)
     with item_progress(disable=len(inputs) == 1) as bar:
         task = bar.add_task("stylize", total=len(inputs))
         for source, target in zip(inputs, outputs):

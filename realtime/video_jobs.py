@@ -112,11 +112,8 @@ def run_video_job(job: VideoJob, stylizer: Stylizer) -> JobResult:
             raise UserError(f"-o {job.output}: a stream takes one input, got {len(inputs)}")
         targets: list[str] = [job.output]
     else:
-        output = Path(job.output) if job.output is not None else None
-        paths = output_paths([_name_of(i) for i in inputs], styles, output, tuple(CONTAINERS), ".mp4")
+        paths = output_paths([_name_of(i) for i in inputs], styles, job.output, tuple(CONTAINERS), ".mp4")
         refuse_inputs_as_outputs(paths, [*inputs, *_plan_files(job.plan)])
-        if output is not None and len(inputs) > 1:
-            output.mkdir(parents=True, exist_ok=True)
         targets = [str(p) for p in paths]
     for target, destination in zip(inputs, targets):
         spec = SourceSpec(target, size=job.framing.size, scale=job.framing.scale, start=job.framing.start,

@@ -178,3 +178,9 @@ def test_style_and_content_sizes_are_bounded(inputs, style):
             cli.main(["image", str(inputs / "cat.png"), "--style", style, option, "100000"])
         assert exit_info.value.code == 2
 
+
+def test_an_output_path_ending_in_a_slash_is_a_folder_even_for_one_input(inputs, style, tmp_path):
+    out = tmp_path / "new" / "folder"
+    assert cli.main(["image", str(inputs / "cat.png"), "--style", style, "-o", f"{out}/"]) == 0
+    assert [p.name for p in out.iterdir()] == ["cat_picabia_udnie.png"]
+

@@ -140,6 +140,12 @@ def test_an_input_is_never_written_over_even_with_overwrite(media, tmp_path, cap
     assert clip.read_bytes() == before
 
 
+def test_an_output_path_ending_in_a_slash_is_a_folder_even_for_one_input(media, tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", width=64, height=48, frames=3)
+    assert cli.main(["video", str(clip), "-o", f"{tmp_path / 'renders'}/", *style_args(media)]) == 0
+    assert len(probe(tmp_path / "renders" / "clip_vangogh_starry_night.mp4").frames) == 3
+
+
 def test_an_image_sequence_with_a_bad_image_is_rendered_without_it(media, tmp_path, capsys):
     frames = tmp_path / "frames"
     frames.mkdir()
