@@ -318,7 +318,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.clip is not None:
         check_footage(args.clip)
     if args.plot:
-        report.require_matplotlib()
+        report.check_plot_path(args.plot)
 
     def show(record: BenchRecord) -> None:
         console.print(f"{record.model} {record.size} {record.precision} {record.mode}: {record.fps:.2f} fps, "

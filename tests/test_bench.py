@@ -145,6 +145,10 @@ def test_bench_refuses_to_overwrite_and_bad_arguments(tmp_path, capsys):
     assert f"{style}: is also an input" in capsys.readouterr().err and style.read_bytes() == b"not read: refused before"
     assert cli.main([*TINY, "--modes", "everything"]) == 2
     assert cli.main([*TINY, "--max-seconds", "nan"]) == 2
+    assert cli.main([*TINY, "--plot", str(tmp_path / "fps.txt")]) == 2  # before measuring, not after
+    assert "matplotlib cannot write .txt" in capsys.readouterr().err
+    assert cli.main([*TINY, "--json", str(tmp_path), "--overwrite"]) == 2
+    assert f"{tmp_path}: is a folder; give a file name" in capsys.readouterr().err
     assert cli.main([*TINY, "--precision", "int8"]) == 2
     with pytest.raises(SystemExit):
         cli.main([*TINY[:3], "--sizes", "huge"])

@@ -82,6 +82,8 @@ def check_outputs(paths: Sequence[Path | None], overwrite: bool, inputs: Sequenc
     (files, folders or globs, as `adain image` takes them) even with it, or a missing folder."""
     given = [path for path in paths if path is not None]
     for path in given:
+        if path.is_dir():
+            raise UserError(f"{path}: is a folder; give a file name")
         if path.exists() and not overwrite:
             raise UserError(f"{path}: output exists; pass --overwrite to replace it")
         if not path.parent.is_dir():
@@ -97,12 +99,17 @@ def write_markdown(path: Path, records: Sequence[BenchRecord]) -> None:
     path.write_text(markdown(records))
 
 
-def require_matplotlib() -> None:
-    """--plot needs the optional extra; say so before the run rather than after it."""
+def check_plot_path(path: Path) -> None:
+    """--plot needs the optional extra and a file type matplotlib writes; say so before the run, not after it."""
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401 - first: a submodule already imported would not say the package is gone
+        from matplotlib.backend_bases import FigureCanvasBase
     except ImportError:
         raise UserError("--plot needs matplotlib: pip install 'realtime-adain[plot]'") from None
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix.lower().lstrip(".") not in kinds:
+        raise UserError(f"{path}: matplotlib cannot write {path.suffix or 'a file without an extension'}; "
+                        f"use .png, .svg or .pdf")
 
 
 def plot_series(records: Sequence[BenchRecord]) -> dict[str, list[tuple[float, float]]]:
