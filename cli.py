@@ -22,7 +22,7 @@ from realtime.bench.runner import MODES, NAMED_SIZES, BenchRecord, BenchSettings
 from realtime.engine import DEVICES, PRECISIONS, PRESERVE_COLOR, StyleControls, Stylizer
 from realtime.errors import UserError, first_line, is_out_of_memory
 from realtime.image_batch import ImageJob, run_image_job
-from realtime.images import write_image
+from realtime.images import image_format, write_image
 from realtime.metrics import EvalSettings, Evaluator, write_report
 from realtime.pipeline import StylePlan
 from realtime.sinks import CODECS, EncoderSettings
@@ -363,6 +363,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for model in models:  # unknown names fail before any image is read
         store.registry.model(model)
     report.check_outputs((args.json, args.sheet), args.overwrite, (*args.content, *args.styles))
+    if args.sheet is not None:
+        image_format(args.sheet)
     evaluator = Evaluator(EvalSettings(tuple(args.content), tuple(args.styles), size=args.size,
                                        style_size=args.style_size, device=args.device, precision=args.precision,
                                        cell=args.cell), store)

@@ -80,10 +80,18 @@ def write_image(path: str | Path, rgb: np.ndarray, alpha: np.ndarray | None = No
     if alpha is not None and path.suffix.lower() in ALPHA_SUFFIXES:
         image.putalpha(Image.fromarray(alpha, "L"))
     options = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg", ".webp") else {}
+    fmt = image_format(path)
+    write_atomically(path, lambda out: image.save(out, format=fmt, **options))
+
+
+def image_format(path: str | Path) -> str:
+    """The Pillow format an output file's extension asks for; a UserError when there is none (check
+    outputs with it before long work, not only when writing)."""
+    path = Path(path)
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise UserError(f"{path}: unknown image extension {path.suffix!r}; use .png or .jpg")
-    write_atomically(path, lambda out: image.save(out, format=fmt, **options))
+    return fmt
 
 
 def resize_shorter_side(rgb: np.ndarray, size: int) -> np.ndarray:

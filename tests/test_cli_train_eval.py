@@ -75,6 +75,13 @@ def test_eval_errors_are_one_line_with_exit_code_2(media, capsys, argv_tail, mes
     assert message in err and "Traceback" not in err
 
 
+def test_eval_checks_the_sheet_type_before_evaluating(media, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "Evaluator", lambda *args, **kwargs: pytest.fail("evaluated before checking --sheet"))
+    content = str(media / "content" / EVAL_CONTENTS[0])
+    assert cli.main(["eval", "--content", content, "--styles", content, "--sheet", "sheet.txt"]) == 2
+    assert "sheet.txt: unknown image extension '.txt'" in capsys.readouterr().err
+
+
 def test_eval_never_writes_its_sheet_over_an_input(media, tmp_path, capsys):
     contents = tmp_path / "contents"
     contents.mkdir()
