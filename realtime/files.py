@@ -32,6 +32,15 @@ def _umask() -> int:
     return mask
 
 
+def free_name(path: Path) -> Path:
+    """`path`, or `stem-2.ext`, `stem-3.ext`... : the first name not taken."""
+    candidate, number = path, 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return candidate
+
+
 def write_atomically(path: Path, write: Callable[[IO], None], mode: str = "wb") -> None:
     """Call `write` on a temporary file beside `path`, then rename it into place: readers, and a crash
     halfway, never leave half a file under the final name (the temporary one is removed on failure)."""

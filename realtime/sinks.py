@@ -24,7 +24,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 
 from .errors import UserError, first_line
-from .files import temporary_beside
+from .files import free_name, temporary_beside
 from .images import even_size, pad_to_even
 from .sources import Frame, SourceInfo
 
@@ -398,7 +398,7 @@ class VideoFileSink(EncodingSink):
         if self._complete:
             os.replace(self._temp, self.path)
         elif self.written:
-            self.partial_path = _free_name(self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}"))
+            self.partial_path = free_name(self.path.with_name(f"{self.path.stem}.partial{self.path.suffix}"))
             os.replace(self._temp, self.partial_path)
             log.warning("unfinished: the %d frame(s) done are in %s", self.written, self.partial_path)
         else:
@@ -415,15 +415,6 @@ class StreamSink(EncodingSink):
             raise UserError(f"{url}: unknown stream protocol {scheme!r}; use one of {', '.join(STREAM_FORMATS)}")
         options = {"flush_packets": "1"} if STREAM_FORMATS[scheme] == "mpegts" else {}
         super().__init__(url, STREAM_FORMATS[scheme], settings, info, low_latency=True, container_options=options)
-
-
-def _free_name(path: Path) -> Path:
-    """`path`, or `stem-2.ext`, `stem-3.ext`... : the first name not taken."""
-    candidate, number = path, 1
-    while candidate.exists():
-        number += 1
-        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
-    return candidate
 
 
 # --------------------------------------------------------------------------- virtual camera

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from .errors import UserError
+from .files import free_name
 from .images import rgb_to_bgr, write_image
 from .pipeline import Action, Status
 
@@ -143,10 +144,5 @@ def snapshot_path(folder: Path, style: str, now_ns: int) -> Path:
     """adain-<style>-<YYYYmmdd-HHMMSS>-<ms>.png in `folder`, local time, with -2, -3... where that name is
     taken: a snapshot never replaces another file."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now_ns // 1_000_000_000))
-    base = f"adain-{style}-{stamp}-{now_ns // 1_000_000 % 1000:03d}"
-    path, number = folder / f"{base}.png", 1
-    while path.exists():
-        number += 1
-        path = folder / f"{base}-{number}.png"
-    return path
+    return free_name(folder / f"adain-{style}-{stamp}-{now_ns // 1_000_000 % 1000:03d}.png")
 
