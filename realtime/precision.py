@@ -11,6 +11,7 @@ import copy
 import json
 import logging
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -141,6 +142,29 @@ def safe_half_precision(encoder: nn.Module, decoder: nn.Module, device: torch.de
     log.warning("fp16 is unsafe for this model (activation %.3g in %s at %dx%d); using %s", result.peak,
                 result.layer, result.size[1], result.size[0], str(fallback).removeprefix("torch."))
     return fallback
+
+
+def cpu_bf16_speedup(repeats: int = 5, channels: int = 64, side: int = 64) -> float:
+    """How many times faster a bf16 3x3 convolution (channels_last, as the networks run) is than fp32 on this
+    CPU with torch's current threads: the best of `repeats` interleaved timings of each, tens of milliseconds.
+
+    Native bf16 is not always faster: AMX makes it several times faster, AVX512-BF16 alone about 2x on AMD
+    Zen 4, but 0.53x on the project's Xeon (Emerald Rapids) when its hypervisor hides AMX
+    (`benchmarks/RESULTS.md`, 2026-11-27)."""
+    conv = nn.Conv2d(channels, channels, 3, padding=1)
+    frame = torch.rand(1, channels, side, side)
+    best = {torch.float32: math.inf, torch.bfloat16: math.inf}
+    networks = {dtype: (copy.deepcopy(conv).to(dtype, memory_format=torch.channels_last),
+                        frame.to(dtype, memory_format=torch.channels_last)) for dtype in best}
+    with torch.inference_mode():
+        for dtype, (network, x) in networks.items():
+            network(x)  # first call: oneDNN builds its kernel
+        for _ in range(repeats):
+            for dtype, (network, x) in networks.items():
+                start = time.perf_counter()
+                network(x)
+                best[dtype] = min(best[dtype], time.perf_counter() - start)
+    return best[torch.float32] / best[torch.bfloat16]
 
 
 def _has_bf16(device: torch.device) -> bool:

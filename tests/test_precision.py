@@ -2,6 +2,7 @@
 and bf16 chosen from what the CPU can do. CUDA paths are marked gpu (skipped without one)."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from realtime import adain as A, models
 from realtime.engine import Stylizer, cpu_has_native_bf16, select_precision
 from realtime.images import read_image, resize_to
 from realtime.models import build_network
-from realtime.precision import FP16_MAX, HEADROOM, fp16_probe, safe_half_precision
+from realtime.precision import FP16_MAX, HEADROOM, cpu_bf16_speedup, fp16_probe, safe_half_precision
 from realtime.weights import WeightStore
 
 from metrics import psnr
@@ -102,9 +103,18 @@ def test_auto_precision_follows_the_cpu():
     flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     if flags:
         assert cpu_has_native_bf16() == (" avx512_bf16" in flags or " amx_bf16" in flags)
-    expected = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
-    assert select_precision("auto", torch.device("cpu")) == expected
-    assert Stylizer("cd16x", "cpu", "auto").dtype == expected
+    cpu = torch.device("cpu")
+    native = cpu_has_native_bf16()
+    # bf16 only where the CPU has it natively and the probe finds it faster than fp32
+    assert select_precision("auto", cpu, bf16_speedup=lambda: 2.0) == (torch.bfloat16 if native else torch.float32)
+    assert select_precision("auto", cpu, bf16_speedup=lambda: 0.5) == torch.float32
+    chosen = Stylizer("cd16x", "cpu", "auto").dtype  # with the real probe: either, where bf16 is native
+    assert chosen in ((torch.bfloat16, torch.float32) if native else (torch.float32,))
+
+
+def test_the_bf16_probe_times_both_precisions():
+    speedup = cpu_bf16_speedup(repeats=2, channels=16, side=16)
+    assert math.isfinite(speedup) and speedup > 0
 
 
 # ------------------------------------------------------------------------------- CUDA (issue 7 runs these)
