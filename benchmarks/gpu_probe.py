@@ -4,6 +4,7 @@
     python benchmarks/gpu_probe.py --profile vgg,cd16x --size 1080p  # eager block variants A/B, then a kernel table
     python benchmarks/gpu_probe.py --fold vgg,cd16x --sizes 720p,1080p,4k --compile-size 1080p
                                             # the decoder's upsampling blocks as they are against folded, A/B
+    python benchmarks/gpu_probe.py --fold vgg --sizes 512 --device cpu --precision fp32   # the same on a CPU
 
 Prints plain text (the run is read as a log); run_gpu.sh calls both.
 """
@@ -11,7 +12,6 @@ Prints plain text (the run is read as a log); run_gpu.sh calls both.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import subprocess
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from realtime import engine, fastpath, models  # noqa: E402
+from realtime import engine, models  # noqa: E402
 from realtime.bench.machine import matmul_gflops  # noqa: E402
 from realtime.bench.runner import (BenchSettings, frame_gflop, parse_size, synthetic_frame,  # noqa: E402
                                    time_frames)
@@ -95,7 +95,7 @@ def environment() -> None:
 
 def stylized_fps(stylizer: Stylizer, frame: torch.Tensor, prepared, frames: int = 50,
                  max_seconds: float = 10.0) -> float:
-    """Frames per second of the engine's per-frame path on a frame already on the GPU."""
+    """Frames per second of the engine's per-frame path on a frame already on the device."""
     timing = time_frames(lambda: stylizer.stylize_uint8(frame, prepared), stylizer.device,
                          BenchSettings(iters=frames, warmup=5, max_seconds=max_seconds))
     return timing.fps
@@ -146,28 +146,28 @@ def profile(models_to_run: list[str], size: str) -> None:
 
 
 def fold_ab(models_to_run: list[str], sizes: list[str], compile_size: str | None, max_channels: int | None = None,
-            rounds: int = 3) -> None:
-    """fp16 A/B of the decoder's thin upsampling blocks as they are and folded (`fastpath.fold_upsampling`,
-    the default on CPUs and CUDA; with `max_channels`, also folded up to that width): eager with CUDA graphs at
-    each size, and compiled at `compile_size`. The Stylizers are built side by side and timed in turn each
-    round; each variant's ratio to the plain one and its frames' largest difference from them are printed."""
+            rounds: int = 3, device: str = "cuda", precision: str = "fp16") -> None:
+    """A/B of the decoder's upsampling blocks as they are and folded (`fastpath.fold_upsampling`) as the
+    device's default folds them (`engine.FOLD_UPSAMPLING_UP_TO`), and with `max_channels` also folded up to
+    that width: eager (with CUDA graphs on a GPU) at each size, and compiled at `compile_size`. The Stylizers
+    are built side by side and timed in turn each round; each variant's ratio to the plain one and its frames'
+    largest difference from them are printed."""
     style = synthetic_frame(512, 512, seed=1)
     cases = [(size, False) for size in sizes] + ([(compile_size, True)] if compile_size else [])
-    variants = [("plain", (), fastpath.fold_upsampling), ("folded", ("cuda",), fastpath.fold_upsampling)]
+    variants = [("plain", {}), ("folded", engine.FOLD_UPSAMPLING_UP_TO)]
     if max_channels:
-        variants.append((f"folded<={max_channels}", ("cuda",),
-                         functools.partial(fastpath.fold_upsampling, max_channels=max_channels)))
+        variants.append((f"folded<={max_channels}", {device: max_channels}))
     for model in models_to_run:
         for size, compiled in cases:
             height, width = parse_size(size)
-            frame = torch.from_numpy(synthetic_frame(height, width)).cuda()
-            label = f"{model} {width}x{height} fp16 {'compiled' if compiled else 'eager'}"
+            frame = torch.from_numpy(synthetic_frame(height, width)).to(device)
+            label = f"{model} {width}x{height} {device} {precision} {'compiled' if compiled else 'eager'}"
             built = {}
-            saved = engine.FOLDED_UPSAMPLING_DEVICES, engine.fold_upsampling
+            saved = engine.FOLD_UPSAMPLING_UP_TO
             try:
-                for name, devices, fold in variants:
-                    engine.FOLDED_UPSAMPLING_DEVICES, engine.fold_upsampling = devices, fold
-                    stylizer = Stylizer(model, "cuda", "fp16", compile=compiled)
+                for name, fold_up_to in variants:
+                    engine.FOLD_UPSAMPLING_UP_TO = fold_up_to
+                    stylizer = Stylizer(model, device, precision, compile=compiled, frame_workers=1)
                     built[name] = (stylizer, stylizer.prepare(style))
                 frames = {name: stylizer.stylize_uint8(frame, prepared).int()
                           for name, (stylizer, prepared) in built.items()}
@@ -175,18 +175,18 @@ def fold_ab(models_to_run: list[str], sizes: list[str], compile_size: str | None
                 for _ in range(rounds):
                     for name, (stylizer, prepared) in built.items():
                         fps[name].append(stylized_fps(stylizer, frame, prepared, frames=60, max_seconds=1.5))
-                report = [f"plain {' / '.join(f'{v:.1f}' for v in fps['plain'])} fps"]
+                report = [f"plain {' / '.join(f'{v:.2f}' for v in fps['plain'])} fps"]
                 for name in list(built)[1:]:
                     ratios = [f / p for f, p in zip(fps[name], fps["plain"])]
                     difference = (frames[name] - frames["plain"]).abs()
-                    report.append(f"{name} {' / '.join(f'{v:.1f}' for v in fps[name])} fps, ratio "
+                    report.append(f"{name} {' / '.join(f'{v:.2f}' for v in fps[name])} fps, ratio "
                                   f"{min(ratios):.3f}-{max(ratios):.3f}, frames differ by max "
                                   f"{difference.max().item()} levels, mean {difference.float().mean().item():.3f}")
                 print(f"{label}: " + "; ".join(report), flush=True)
             except Exception as exc:  # noqa: BLE001 - a case that fails is reported, the others still run
                 print(f"{label}: failed: {type(exc).__name__}: {exc}"[:300], flush=True)
             finally:
-                engine.FOLDED_UPSAMPLING_DEVICES, engine.fold_upsampling = saved
+                engine.FOLD_UPSAMPLING_UP_TO = saved
 
 
 def main() -> None:
@@ -198,9 +198,12 @@ def main() -> None:
     parser.add_argument("--compile-size", default=None, help="also A/B --compile at this size for --fold")
     parser.add_argument("--max-channels", type=int, default=None,
                         help="--fold: also a variant that folds blocks up to this many output channels")
+    parser.add_argument("--device", default="cuda", help="--fold: cuda or cpu")
+    parser.add_argument("--precision", default="fp16", help="--fold: fp16, bf16 or fp32")
     args = parser.parse_args()
     if args.fold:
-        fold_ab(args.fold.split(","), args.sizes.split(","), args.compile_size, args.max_channels)
+        fold_ab(args.fold.split(","), args.sizes.split(","), args.compile_size, args.max_channels,
+                device=args.device, precision=args.precision)
     elif args.profile:
         profile(args.profile.split(","), args.size)
     else:

@@ -11,7 +11,8 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from types import MappingProxyType
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +20,8 @@ import torch.nn.functional as F
 
 from . import adain as A
 from .errors import UserError
-from .fastpath import CudaGraphRunner, FramePath, compile_module, fold_colour_conv, fold_upsampling
+from .fastpath import (THIN_CHANNELS, CudaGraphRunner, FramePath, compile_module, fold_colour_conv,
+                       fold_upsampling)
 from .frame_workers import auto_frames_in_flight
 from .images import (frames_to_tensor, inference_size, pad_to_multiple, padded_size, resize_frames,
                      resize_images, tensor_to_frames)
@@ -38,10 +40,11 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 PRESERVE_COLOR = ("none", "histogram", "luminance")
 _COLOR_DRIFT = 0.02  # content colour moments may drift this much before a histogram-matched style is redone
 _ACTIVATION_COPIES = 4  # full-resolution activations alive at once in a conv layer (input, padded, output, ReLU)
-FOLDED_UPSAMPLING_DEVICES = ("cpu", "cuda")
-"""Device types whose decoder runs its thin upsampling blocks at the low resolution (`fold_upsampling`),
-where it was measured faster: CPUs, and CUDA (an H100 in fp16: cd16x 1.13-1.17x, vgg 1.05-1.07x at 1280x720
-and unchanged at 1080p and 4K; `benchmarks/gpu_probe.py --fold`). MPS is unmeasured and keeps the blocks."""
+FOLD_UPSAMPLING_UP_TO: Mapping[str, int | None] = MappingProxyType({"cpu": None, "cuda": THIN_CHANNELS})
+"""Per device type, the widest decoder upsampling block run at the low resolution (`fold_upsampling`;
+None: all of them), as measured: every block on CPUs (1.09-1.15x on the 2-core test machine), the thin
+ones on CUDA (an H100 in fp16 measured them faster, the wider ones mixed; `benchmarks/gpu_probe.py --fold`).
+MPS is unmeasured and keeps the blocks."""
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -218,8 +221,9 @@ class Stylizer:
         # Style statistics are computed once per style, in fp32, so the cache is precision-independent.
         self._style_encoder = encoder.to(self.device)
         self.encoder = self._convert(fold_colour_conv(encoder))
-        folds = self.device.type in FOLDED_UPSAMPLING_DEVICES
-        self.decoder = self._convert(fold_upsampling(decoder) if folds else decoder)
+        folds = self.device.type in FOLD_UPSAMPLING_UP_TO
+        self.decoder = self._convert(fold_upsampling(decoder, FOLD_UPSAMPLING_UP_TO[self.device.type])
+                                     if folds else decoder)
         self.compiled = compile
         self._frames_path = self._build_frames_path(compile, cuda_graphs)
         self._alphas: dict[float, torch.Tensor] = {}

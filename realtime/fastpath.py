@@ -29,7 +29,7 @@ RECOMPILE_LIMIT = 64
 """Compiled graphs kept per code object: one per model, frame size and tensor kind (batch, inference)."""
 
 THIN_CHANNELS = 64
-"""The widest conv that `fold_upsampling` folds by default: wider ones are fast enough on their own."""
+"""The widest upsampling block folded on CUDA (`engine.FOLD_UPSAMPLING_UP_TO`): where the fold was measured."""
 
 
 @torch.no_grad()
@@ -51,20 +51,20 @@ def fold_colour_conv(encoder: nn.Module) -> nn.Module:
     return folded
 
 
-def fold_upsampling(decoder: nn.Module, max_channels: int = THIN_CHANNELS) -> nn.Module:
-    """A copy of a decoder whose thin upsample-then-conv blocks (at most `max_channels` output channels) run
-    at the low resolution (`UpsampledConv`): the same function without the upsampled image and its padding
-    pass, and with four times wider convolutions.
+def fold_upsampling(decoder: nn.Module, max_channels: int | None = None) -> nn.Module:
+    """A copy of a decoder whose upsample-then-conv blocks (those with at most `max_channels` output channels;
+    None: all) run at the low resolution (`UpsampledConv`): the same function with 4/9 of those blocks'
+    multiply-adds, without the upsampled image and its padding pass, and with four times wider convolutions.
 
-    Measured alternated in one process (benchmarks/RESULTS.md). On a CPU (bf16, one thread a frame): cd16x,
-    all three blocks folded, 4-12 % faster at 256x256, 1-11 % eager and within noise compiled at 1280x720;
-    vgg's 256- and 128-channel blocks folded made compiled 256x256 frames 3-7 % slower, its 64-channel one
-    changed nothing measurable. On an H100 (fp16, the defaults): cd16x 13-17 % faster from 720p to 4K, eager
-    and compiled; vgg 5-7 % at 720p, unchanged at 1080p and 4K.
+    Measured alternated in one process (benchmarks/RESULTS.md, 2026-11-27), on the 2-core Xeon without AMX,
+    all three blocks against none: vgg 1.12-1.15x at 512x512 in fp32, eager and compiled; cd16x 1.09-1.15x at
+    256x256 (fp32 and bf16) and 1.10x at 1280x720 in fp32. An earlier form with 3x3 phase kernels (the same
+    multiply-adds as the blocks) was measured on an H100 in fp16 for the thin blocks: cd16x 13-17 % faster
+    from 720p to 4K, vgg 5-7 % at 720p; the 2x2 form is not yet measured there.
     """
     folded = copy.deepcopy(decoder)
     for name, module in decoder.named_children():
-        if name in decoder.upsampled_convs and module.out_channels <= max_channels:
+        if name in decoder.upsampled_convs and (max_channels is None or module.out_channels <= max_channels):
             folded._modules[name] = UpsampledConv(module)
     return folded
 

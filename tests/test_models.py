@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from realtime.errors import UserError
-from realtime.models import (UpsampledConv, VGGEncoder, build_network, depth_to_space, load_state_dict,
+from realtime.models import (UpsampledConv, VGGEncoder, build_network, interleave_phases, load_state_dict,
                              reflect_pad_channels_last)
 
 FILES = {"vgg": ("adain-vgg/vgg.pth", "adain-vgg/decoder.pth"), "cd16x": ("cd16x/encoder_relu41.pth",
@@ -92,14 +92,21 @@ def test_upsampled_conv_equals_upsample_then_padded_conv(shape):
     assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
-def test_depth_to_space_interleaves_the_four_phases():
-    x = torch.randn(2, 4 * 5, 3, 4).contiguous(memory_format=torch.channels_last)
-    out = depth_to_space(x)
-    phases = x.view(2, 2, 2, 5, 3, 4)  # (row phase, column phase, channel)
+def test_interleave_phases_takes_each_phase_from_its_shifted_window():
+    windows = torch.randn(2, 4 * 5, 4, 5).contiguous(memory_format=torch.channels_last)
+    out = interleave_phases(windows)
+    phases = windows.view(2, 2, 2, 5, 4, 5)  # (row phase, column phase, channel)
     for row in range(2):
         for column in range(2):
-            assert torch.equal(out[:, :, row::2, column::2], phases[:, row, column])
+            assert torch.equal(out[:, :, row::2, column::2], phases[:, row, column, :, row:row + 3, column:column + 4])
     assert out.shape == (2, 5, 6, 8) and out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_upsampled_conv_has_four_ninths_of_the_multiply_adds():
+    conv = torch.nn.Conv2d(8, 6, 3)
+    folded = UpsampledConv(conv).conv
+    assert folded.weight.shape == (24, 8, 2, 2)
+    assert folded.weight.numel() * 9 == conv.weight.numel() * 4 * 4
 
 
 @pytest.mark.gpu
