@@ -7,6 +7,7 @@ converted back to uint8 on the device before it is downloaded.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -26,9 +27,9 @@ from .frame_workers import auto_frames_in_flight
 from .images import (frames_to_tensor, inference_size, pad_to_multiple, padded_size, resize_frames,
                      resize_images, tensor_to_frames)
 from .models import build_network
-from .precision import cpu_bf16_speedup, safe_half_precision
-from .runtime import (available_memory, configure_cpu_threads, configure_cuda, download, reuse_freed_host_memory,
-                      synchronize, upload)
+from .precision import BF16_PROBE_MEMO, remembered_bf16_speedup, safe_half_precision
+from .runtime import (available_memory, configure_cpu_threads, configure_cuda, cpu_flags, download,
+                      reuse_freed_host_memory, synchronize, upload)
 from .styles import StyleBank, StyleImage, StyleSource, style_name
 from .tiling import MIN_TILE, STRIDE, auto_tile_size, decode_tiled, encode_tiled
 from .weights import WeightStore, sha256_of, user_cache_dir
@@ -71,30 +72,23 @@ def device_name(device: torch.device) -> str:
 
 
 def cpu_has_native_bf16() -> bool:
-    """True where the CPU computes bf16 in hardware (AVX512-BF16 or AMX), checked at run time."""
-    cpu_checks = getattr(torch._C, "_cpu", None)
-    for check in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        if cpu_checks is not None and hasattr(cpu_checks, check) and getattr(cpu_checks, check)():
-            return True
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
+    """True where the CPU computes bf16 in hardware (AVX512-BF16 or AMX), read from its flags at run time."""
+    return not cpu_flags().isdisjoint({"avx512_bf16", "amx_bf16"})
 
 
 def select_precision(name: str, device: torch.device,
-                     bf16_speedup: Callable[[], float] = cpu_bf16_speedup) -> torch.dtype:
+                     bf16_speedup: Callable[[], float] | None = None) -> torch.dtype:
     """'auto': fp16 on CUDA and MPS; on a CPU, bf16 where it has native bf16 and a quick probe
-    (`bf16_speedup`) finds bf16 convolutions faster than fp32 there, fp32 otherwise."""
+    (`bf16_speedup`; default: `remembered_bf16_speedup` in the user cache) finds bf16 convolutions faster
+    than fp32 there, fp32 otherwise."""
     if name == "auto":
         if device.type in ("cuda", "mps"):
             return torch.float16
         if not cpu_has_native_bf16():
             return torch.float32
-        speedup = bf16_speedup()
+        speedup = bf16_speedup() if bf16_speedup else remembered_bf16_speedup(user_cache_dir() / BF16_PROBE_MEMO)
         chosen = torch.bfloat16 if speedup > 1.0 else torch.float32
-        log.info("precision auto: %s (this CPU's native bf16 convolutions ran at %.2fx fp32 speed)",
+        log.info("precision auto: %s (this CPU's native bf16 convolutions run at %.2fx fp32 speed)",
                  str(chosen).removeprefix("torch."), speedup)
         return chosen
     if name not in PRECISIONS:
@@ -213,7 +207,8 @@ class Stylizer:
         encoder_id = store.registry.file(entry.encoder).sha256 if not encoder_weights else sha256_of(encoder_path)
         decoder_id = store.registry.file(entry.decoder).sha256 if not decoder_weights else sha256_of(decoder_path)
         cache = Path(cache_dir) if cache_dir is not None else user_cache_dir()
-        self.dtype = select_precision(precision, self.device)
+        self.dtype = select_precision(precision, self.device,
+                                      functools.partial(remembered_bf16_speedup, cache / BF16_PROBE_MEMO))
         if precision == "auto" and self.dtype == torch.float16:
             probe_key = f"{encoder_id[:16]}-{decoder_id[:16]}-{device_name(self.device)}-torch{torch.__version__}"
             self.dtype = safe_half_precision(encoder, decoder, self.device, memo=cache / "fp16-probe.json",

@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from . import adain as A
 from .files import write_atomically
+from .runtime import cpu_flags, cpu_model
 from .tiling import decode_tiled, encode_tiled
 
 log = logging.getLogger(__name__)
@@ -129,13 +130,13 @@ def safe_half_precision(encoder: nn.Module, decoder: nn.Module, device: torch.de
     `memo` is a JSON file of earlier probe results by `key` (the weight files' hashes, the device and the
     torch version): the probe takes seconds on a GPU and its answer only changes with those.
     """
-    result = _remembered(memo, key)
+    result = _probe_result(_remembered(memo, key))
     if result is None:
         with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled, benchmark=False,
                                         deterministic=torch.backends.cudnn.deterministic,
                                         allow_tf32=torch.backends.cudnn.allow_tf32):
             result = fp16_probe(encoder, decoder, device, sizes)  # tile shapes seen once: no algorithm search
-        _remember(memo, key, result)
+        _remember(memo, key, {"peak": result.peak, "layer": result.layer, "size": list(result.size)})
     if result.safe:
         return torch.float16
     fallback = torch.bfloat16 if _has_bf16(device) else torch.float32
@@ -167,27 +168,51 @@ def cpu_bf16_speedup(repeats: int = 5, channels: int = 64, side: int = 64) -> fl
     return best[torch.float32] / best[torch.bfloat16]
 
 
+BF16_PROBE_MEMO = "bf16-probe.json"
+"""File in the cache folder where `remembered_bf16_speedup` keeps its answers."""
+
+
+def remembered_bf16_speedup(memo: Path | None) -> float:
+    """`cpu_bf16_speedup`, measured once per CPU (model and flags), thread count and torch version and kept in
+    `memo`: a probe disturbed by a moment's load elsewhere could otherwise flip the precision between two runs
+    of the same command, and with it their frames."""
+    key = f"{cpu_model()} [{' '.join(sorted(cpu_flags()))}] threads={torch.get_num_threads()} torch={torch.__version__}"
+    known = _remembered(memo, key)
+    if isinstance(known, (int, float)) and math.isfinite(known) and known > 0:
+        return float(known)
+    speedup = cpu_bf16_speedup(repeats=20)
+    _remember(memo, key, speedup)
+    return speedup
+
+
+def _probe_result(found: object) -> ProbeResult | None:
+    try:
+        return ProbeResult(float(found["peak"]), str(found["layer"]), tuple(found["size"])) if found else None
+    except (ValueError, KeyError, TypeError):
+        return None  # a damaged entry: probe again
+
+
 def _has_bf16(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu"
 
 
-def _remembered(memo: Path | None, key: str) -> ProbeResult | None:
+def _remembered(memo: Path | None, key: str) -> object:
+    """The JSON value kept under `key` in `memo`, or None (no memo yet, or an unreadable one: probe again)."""
     try:
-        found = json.loads(memo.read_text()).get(key) if memo else None
-        return ProbeResult(float(found["peak"]), str(found["layer"]), tuple(found["size"])) if found else None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None  # no memo yet, or an unreadable one: probe again
+        return json.loads(memo.read_text()).get(key) if memo else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
-def _remember(memo: Path | None, key: str, result: ProbeResult) -> None:
+def _remember(memo: Path | None, key: str, value: object) -> None:
     if memo is None:
         return
     try:
         known = json.loads(memo.read_text()) if memo.exists() else {}
-        known[key] = {"peak": result.peak, "layer": result.layer, "size": list(result.size)}
+        known[key] = value
         memo.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(memo, lambda out: out.write(json.dumps(known, indent=1)), mode="w")
-    except (OSError, ValueError) as exc:
-        log.debug("fp16 probe result not remembered (%s)", exc)
+    except (OSError, ValueError, TypeError) as exc:
+        log.debug("probe result not remembered in %s (%s)", memo, exc)

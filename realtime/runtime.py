@@ -8,11 +8,34 @@ import ctypes.util
 import logging
 import math
 import os
+import platform
 from pathlib import Path
 
 import torch
 
 log = logging.getLogger(__name__)
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name from /proc/cpuinfo, or platform.processor() elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
 
 
 def usable_cpus() -> list[int]:

@@ -12,7 +12,8 @@ from realtime import adain as A, models
 from realtime.engine import Stylizer, cpu_has_native_bf16, select_precision
 from realtime.images import read_image, resize_to
 from realtime.models import build_network
-from realtime.precision import FP16_MAX, HEADROOM, cpu_bf16_speedup, fp16_probe, safe_half_precision
+from realtime.precision import (FP16_MAX, HEADROOM, cpu_bf16_speedup, fp16_probe, remembered_bf16_speedup,
+                                safe_half_precision)
 from realtime.weights import WeightStore
 
 from metrics import psnr
@@ -115,6 +116,20 @@ def test_auto_precision_follows_the_cpu():
 def test_the_bf16_probe_times_both_precisions():
     speedup = cpu_bf16_speedup(repeats=2, channels=16, side=16)
     assert math.isfinite(speedup) and speedup > 0
+
+
+def test_the_bf16_probe_is_measured_once_per_cpu_and_remembered(tmp_path):
+    """The same command must not switch precision (and frames) because one probe met a busy moment."""
+    memo = tmp_path / "bf16-probe.json"
+    measured = remembered_bf16_speedup(memo)
+    assert math.isfinite(measured) and measured > 0
+    (key, kept), = json.loads(memo.read_text()).items()
+    assert kept == measured and f"threads={torch.get_num_threads()}" in key
+    memo.write_text(json.dumps({key: 7.5}))  # what was remembered is used, not measured again
+    assert remembered_bf16_speedup(memo) == 7.5
+    memo.write_text(json.dumps({key: "damaged"}))
+    assert remembered_bf16_speedup(memo) not in (7.5, "damaged")
+    assert json.loads(memo.read_text())[key] > 0
 
 
 # ------------------------------------------------------------------------------- CUDA (issue 7 runs these)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..runtime import synchronize
+from ..runtime import cpu_flags, cpu_model, synchronize
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "neon", "asimd")
 """CPU features that decide which kernels torch can use; the environment record lists those present."""
@@ -26,7 +26,7 @@ def environment(device: torch.device) -> dict:
     env = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "cpu": cpu_model(),
-        "cpu_flags": [flag for flag in CPU_FLAGS if flag in _cpu_flag_set()],
+        "cpu_flags": [flag for flag in CPU_FLAGS if flag in cpu_flags()],
         "cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -41,27 +41,6 @@ def environment(device: torch.device) -> dict:
         env["cudnn"] = torch.backends.cudnn.version()
         env["driver"] = nvidia_driver()
     return env
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo, or platform.processor() elsewhere."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _cpu_flag_set() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def nvidia_driver(version_file: Path = Path("/proc/driver/nvidia/version")) -> str | None:
