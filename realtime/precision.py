@@ -1,8 +1,11 @@
-"""Is fp16 safe for a network pair? A probe of every convolution's activations at 1080p and 4K.
+"""The probes behind `--precision auto`.
 
+Is fp16 safe for a network pair? A probe of every convolution's activations at 1080p and 4K.
 fp16 stops at 65504. The encoders see mean-subtracted BGR in [0, 255] and the decoders undo
 feature statistics that a style can scale up, so large activations are possible; where a layer
 comes near the limit, `precision auto` falls back to bf16 (same range as fp32) or fp32.
+
+Is bf16 faster than fp32 on this CPU? Native bf16 does not guarantee it (`cpu_bf16_speedup`).
 """
 
 from __future__ import annotations
