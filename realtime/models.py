@@ -125,9 +125,11 @@ def interleave_phases(windows: torch.Tensor) -> torch.Tensor:
     n, channels4, rows, columns = windows.shape
     channels, height, width = channels4 // 4, rows - 1, columns - 1
     batch_stride, _, row_stride, column_stride = windows.stride()
-    phases = torch.as_strided(windows, (n, height, 2, width, 2, channels),  # (the method breaks compiled graphs)
+    # torch.as_strided keeps the windows' storage offset; the Tensor method, or asking for storage_offset(),
+    # would split a compiled graph here (tests/test_models.py)
+    phases = torch.as_strided(windows, (n, height, 2, width, 2, channels),
                               (batch_stride, row_stride, row_stride + 2 * channels, column_stride,
-                               column_stride + channels, 1), windows.storage_offset())
+                               column_stride + channels, 1))
     return phases.reshape(n, 2 * height, 2 * width, channels).permute(0, 3, 1, 2)
 
 

@@ -102,6 +102,13 @@ def test_interleave_phases_takes_each_phase_from_its_shifted_window():
     assert out.shape == (2, 5, 6, 8) and out.is_contiguous(memory_format=torch.channels_last)
 
 
+def test_upsampled_conv_compiles_as_one_graph():
+    """torch.compile must see the whole block: the Tensor.as_strided method, and storage_offset(), split it."""
+    explanation = torch._dynamo.explain(UpsampledConv(torch.nn.Conv2d(8, 6, 3)))(
+        torch.rand(1, 8, 5, 7).contiguous(memory_format=torch.channels_last))
+    assert explanation.graph_count == 1 and explanation.graph_break_count == 0
+
+
 def test_upsampled_conv_has_four_ninths_of_the_multiply_adds():
     conv = torch.nn.Conv2d(8, 6, 3)
     folded = UpsampledConv(conv).conv
