@@ -161,7 +161,7 @@ def cpu_bf16_speedup(repeats: int = 5, channels: int = 64, side: int = 64) -> fl
     networks = {dtype: (copy.deepcopy(conv).to(dtype, memory_format=torch.channels_last),
                         frame.to(dtype, memory_format=torch.channels_last)) for dtype in best}
     with torch.inference_mode():
-        for dtype, (network, x) in networks.items():
+        for network, x in networks.values():
             network(x)  # first call: oneDNN builds its kernel
         for _ in range(repeats):
             for dtype, (network, x) in networks.items():

@@ -18,24 +18,23 @@ log = logging.getLogger(__name__)
 
 def cpu_model() -> str:
     """The CPU's marketing name from /proc/cpuinfo, or platform.processor() elsewhere."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return _cpuinfo_value("model name") or platform.processor() or "unknown"
 
 
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    return frozenset((_cpuinfo_value("flags", "Features") or "").split())
+
+
+def _cpuinfo_value(*keys: str) -> str | None:
+    """The value of the first /proc/cpuinfo line that starts with one of `keys`, or None."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return frozenset(line.split(":", 1)[1].split())
+            if line.startswith(keys):
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return frozenset()
+    return None
 
 
 def usable_cpus() -> list[int]:
