@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from . import adain as A
 from .errors import UserError
 from .fastpath import (THIN_CHANNELS, CudaGraphRunner, FramePath, compile_module, fold_colour_conv,
-                       fold_upsampling)
+                       fold_upsampling, winograd_convs)
 from .frame_workers import auto_frames_in_flight
 from .images import (frames_to_tensor, inference_size, pad_to_multiple, padded_size, resize_frames,
                      resize_images, tensor_to_frames)
@@ -46,6 +46,11 @@ FOLD_UPSAMPLING_UP_TO: Mapping[str, int | None] = MappingProxyType({"cpu": None,
 None: all of them), as measured: every block on CPUs (1.09-1.15x on the 2-core test machine), the thin
 ones on CUDA (an H100 in fp16 measured them faster, the wider ones mixed; `benchmarks/gpu_probe.py --fold`).
 MPS is unmeasured and keeps the blocks."""
+WINOGRAD: Mapping[str, frozenset[torch.dtype]] = MappingProxyType({"cpu": frozenset({torch.float32})})
+"""Per device type, the precisions in which the wide 3x3 convs run in the Winograd form
+(`fastpath.winograd_convs`, a quarter of their multiply-adds): fp32 on CPUs (vgg 512x512 on the 2-core Xeon
+without AMX, benchmarks/RESULTS.md). Not bf16/fp16, whose rounding in the transforms shows; not on GPUs,
+where cuDNN picks its own algorithms, Winograd among them."""
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -219,6 +224,8 @@ class Stylizer:
         folds = self.device.type in FOLD_UPSAMPLING_UP_TO
         self.decoder = self._convert(fold_upsampling(decoder, FOLD_UPSAMPLING_UP_TO[self.device.type])
                                      if folds else decoder)
+        if self.dtype in WINOGRAD.get(self.device.type, ()):
+            self.encoder, self.decoder = winograd_convs(self.encoder), winograd_convs(self.decoder)
         self.compiled = compile
         self._frames_path = self._build_frames_path(compile, cuda_graphs)
         self._alphas: dict[float, torch.Tensor] = {}

@@ -27,13 +27,15 @@ class Features(NamedTuple):
     relu4_1: torch.Tensor
 
 
-def _conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+def _conv_relu(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Reflection pad by 1, 3x3 conv, ReLU: the block every network here is made of."""
     return _padded_conv_relu(conv, _reflect_pad1(x))
 
 
-def _padded_conv_relu(conv: nn.Conv2d, padded: torch.Tensor) -> torch.Tensor:
+def _padded_conv_relu(conv: nn.Module, padded: torch.Tensor) -> torch.Tensor:
     """The conv (unpadded) and a ReLU, as one oneDNN or cuDNN call where one fits."""
+    if not isinstance(conv, nn.Conv2d):  # a conv rewritten in another form (fastpath)
+        return F.relu(conv(padded))
     if _fuses_relu(padded):
         return torch.ops.mkldnn._convolution_pointwise(padded, conv.weight, conv.bias, [0, 0], [1, 1], [1, 1], 1,
                                                        "relu", [], "")

@@ -1,0 +1,101 @@
+"""The Winograd F(4x4, 3x3) conv: the same function as the direct conv, only where it pays, one compiled graph."""
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from realtime.engine import Stylizer
+from realtime.fastpath import winograd_convs
+from realtime.models import build_network
+from realtime.winograd import WinogradConv, conv3x3, kernel_transform, worth_winograd
+
+
+def _relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
+    return ((got - expected).abs().max() / expected.abs().max()).item()
+
+
+@pytest.mark.parametrize("height, width", [(8, 12), (13, 22), (1, 1), (5, 4)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_conv3x3_equals_the_direct_conv(height, width, channels_last):
+    """Any size (the last tiles are completed with zeros and cropped), either memory layout, a batch."""
+    torch.manual_seed(height * width)
+    conv = nn.Conv2d(24, 40, 3)
+    padded = torch.randn(2, 24, height + 2, width + 2)
+    if channels_last:
+        padded = padded.contiguous(memory_format=torch.channels_last)
+    out = conv3x3(padded, kernel_transform(conv.weight.detach()), conv.bias.detach())
+    with torch.no_grad():
+        expected = conv(padded)
+    assert out.shape == expected.shape
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert _relative_error(out, expected) < 1e-4
+
+
+def test_conv3x3_in_float64_is_exact_up_to_rounding():
+    """The transforms themselves are right (not merely close): in float64 the error is at rounding level."""
+    conv = nn.Conv2d(8, 8, 3).double()
+    padded = torch.randn(1, 8, 11, 9, dtype=torch.float64)
+    out = conv3x3(padded, kernel_transform(conv.weight.detach()), conv.bias.detach())
+    with torch.no_grad():
+        assert _relative_error(out, conv(padded)) < 1e-12
+
+
+def test_kernel_transform_has_one_matrix_per_tile_position():
+    weight = torch.randn(5, 3, 3, 3)
+    assert kernel_transform(weight).shape == (36, 3, 5)
+    assert kernel_transform(weight).dtype == weight.dtype
+
+
+@pytest.mark.parametrize("conv, worth", [
+    (nn.Conv2d(256, 256, 3), True),
+    (nn.Conv2d(512, 256, 3), True),
+    (nn.Conv2d(128, 128, 3), True),
+    (nn.Conv2d(64, 128, 3), False),  # thin: the transforms' passes cost more than the multiply-adds saved
+    (nn.Conv2d(64, 64, 3), False),
+    (nn.Conv2d(256, 256, 3, padding=1), False),  # only the unpadded convs that follow an explicit pad
+    (nn.Conv2d(256, 256, 3, stride=2), False),
+    (nn.Conv2d(256, 256, 1), False),
+    (nn.Conv2d(256, 256, 3, groups=2), False),
+    (nn.Linear(256, 256), False),
+])
+def test_only_wide_plain_3x3_convs_are_worth_it(conv, worth):
+    assert worth_winograd(conv) is worth
+
+
+def test_winograd_convs_rewrites_the_wide_convs_of_a_copy_and_keeps_the_function():
+    encoder = build_network("encoder", "vgg")  # random weights: only equality matters here
+    rewritten = winograd_convs(encoder)
+    replaced = {name for name, module in rewritten.named_children() if isinstance(module, WinogradConv)}
+    assert replaced == {"12", "16", "19", "22", "25", "29"}  # 128->128 and wider; 3->64, 64->64, 64->128 stay
+    assert not any(isinstance(module, WinogradConv) for module in encoder.children())
+    x = torch.rand(1, 3, 64, 48)
+    with torch.no_grad():
+        assert _relative_error(rewritten(x), encoder(x)) < 1e-4
+
+
+def test_winograd_conv_compiles_as_one_graph():
+    explanation = torch._dynamo.explain(WinogradConv(nn.Conv2d(16, 8, 3)))(torch.rand(1, 16, 9, 11))
+    assert explanation.graph_count == 1 and explanation.graph_break_count == 0
+
+
+@pytest.mark.parametrize("precision, expected", [("fp32", True), ("bf16", False)])
+def test_the_engine_takes_the_winograd_form_for_fp32_on_cpus(precision, expected, weights_dir):
+    stylizer = Stylizer(model="vgg", device="cpu", precision=precision)
+    networks = (stylizer.encoder, stylizer.decoder)
+    assert any(isinstance(m, WinogradConv) for network in networks for m in network.children()) is expected
+
+
+def test_winograd_frames_agree_with_the_direct_convs(weights_dir):
+    """A real vgg frame through the Winograd engine and through the plain networks: within one level."""
+    stylizer = Stylizer(model="vgg", device="cpu", precision="fp32")
+    encoder = build_network("encoder", "vgg", weights_dir / "adain-vgg" / "vgg.pth")
+    decoder = build_network("decoder", "vgg", weights_dir / "adain-vgg" / "decoder.pth")
+    torch.manual_seed(0)
+    content = torch.rand(1, 3, 96, 128)
+    with torch.inference_mode():
+        t = encoder(content)
+        expected = decoder(t).clamp(0, 1)
+        got = stylizer.decode(stylizer.encode(content.contiguous(memory_format=torch.channels_last)))
+    assert (got.clamp(0, 1) - expected).abs().max().item() * 255 < 1.5
+    assert F.mse_loss(got.clamp(0, 1), expected).item() < 1e-6
