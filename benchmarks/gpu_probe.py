@@ -5,6 +5,8 @@
     python benchmarks/gpu_probe.py --fold vgg,cd16x --sizes 720p,1080p,4k --compile-size 1080p
                                             # the decoder's upsampling blocks as they are against folded, A/B
     python benchmarks/gpu_probe.py --fold vgg --sizes 512 --device cpu --precision fp32   # the same on a CPU
+    python benchmarks/gpu_probe.py --winograd vgg --sizes 512 --compile-size 512 --device cpu --precision fp32
+                                            # the wide convs direct against Winograd (engine.WINOGRAD), A/B
 
 Prints plain text (the run is read as a log); run_gpu.sh calls both.
 """
@@ -145,28 +147,26 @@ def profile(models_to_run: list[str], size: str) -> None:
     print(prof.key_averages().table(sort_by="self_device_time_total", row_limit=25, max_name_column_width=70))
 
 
-def fold_ab(models_to_run: list[str], sizes: list[str], compile_size: str | None, max_channels: int | None = None,
-            rounds: int = 3, device: str = "cuda", precision: str = "fp16") -> None:
-    """A/B of the decoder's upsampling blocks as they are and folded (`fastpath.fold_upsampling`) as the
-    device's default folds them (`engine.FOLD_UPSAMPLING_UP_TO`), and with `max_channels` also folded up to
-    that width: eager (with CUDA graphs on a GPU) at each size, and compiled at `compile_size`. The Stylizers
-    are built side by side and timed in turn each round; each variant's ratio to the plain one and its frames'
-    largest difference from them are printed."""
+def engine_ab(setting: str, variants: list[tuple[str, object]], models_to_run: list[str], sizes: list[str],
+              compile_size: str | None, rounds: int = 3, device: str = "cuda", precision: str = "fp16") -> None:
+    """A/B of one engine setting (`engine.<setting>`, e.g. FOLD_UPSAMPLING_UP_TO or WINOGRAD) set to each
+    variant's value while its Stylizer is built, the first variant the reference: eager (with CUDA graphs on
+    a GPU) at each size, and compiled at `compile_size`. The Stylizers are built side by side and timed in
+    turn each round; each variant's ratio to the reference and its frames' largest difference from the
+    reference's are printed."""
     style = synthetic_frame(512, 512, seed=1)
     cases = [(size, False) for size in sizes] + ([(compile_size, True)] if compile_size else [])
-    variants = [("plain", {}), ("folded", engine.FOLD_UPSAMPLING_UP_TO)]
-    if max_channels:
-        variants.append((f"folded<={max_channels}", {device: max_channels}))
+    reference = variants[0][0]
+    saved = getattr(engine, setting)
     for model in models_to_run:
         for size, compiled in cases:
             height, width = parse_size(size)
             frame = torch.from_numpy(synthetic_frame(height, width)).to(device)
             label = f"{model} {width}x{height} {device} {precision} {'compiled' if compiled else 'eager'}"
             built = {}
-            saved = engine.FOLD_UPSAMPLING_UP_TO
             try:
-                for name, fold_up_to in variants:
-                    engine.FOLD_UPSAMPLING_UP_TO = fold_up_to
+                for name, value in variants:
+                    setattr(engine, setting, value)
                     stylizer = Stylizer(model, device, precision, compile=compiled, frame_workers=1)
                     built[name] = (stylizer, stylizer.prepare(style))
                 frames = {name: stylizer.stylize_uint8(frame, prepared).int()
@@ -175,10 +175,10 @@ def fold_ab(models_to_run: list[str], sizes: list[str], compile_size: str | None
                 for _ in range(rounds):
                     for name, (stylizer, prepared) in built.items():
                         fps[name].append(stylized_fps(stylizer, frame, prepared, frames=60, max_seconds=1.5))
-                report = [f"plain {' / '.join(f'{v:.2f}' for v in fps['plain'])} fps"]
+                report = [f"{reference} {' / '.join(f'{v:.2f}' for v in fps[reference])} fps"]
                 for name in list(built)[1:]:
-                    ratios = [f / p for f, p in zip(fps[name], fps["plain"])]
-                    difference = (frames[name] - frames["plain"]).abs()
+                    ratios = [f / p for f, p in zip(fps[name], fps[reference])]
+                    difference = (frames[name] - frames[reference]).abs()
                     report.append(f"{name} {' / '.join(f'{v:.2f}' for v in fps[name])} fps, ratio "
                                   f"{min(ratios):.3f}-{max(ratios):.3f}, frames differ by max "
                                   f"{difference.max().item()} levels, mean {difference.float().mean().item():.3f}")
@@ -186,7 +186,16 @@ def fold_ab(models_to_run: list[str], sizes: list[str], compile_size: str | None
             except Exception as exc:  # noqa: BLE001 - a case that fails is reported, the others still run
                 print(f"{label}: failed: {type(exc).__name__}: {exc}"[:300], flush=True)
             finally:
-                engine.FOLD_UPSAMPLING_UP_TO = saved
+                setattr(engine, setting, saved)
+
+
+def fold_variants(device: str, max_channels: int | None) -> list[tuple[str, object]]:
+    """The decoder's upsampling blocks as they are, folded (`fastpath.fold_upsampling`) as the device's default
+    folds them, and with `max_channels` also folded up to that width."""
+    variants: list[tuple[str, object]] = [("plain", {}), ("folded", engine.FOLD_UPSAMPLING_UP_TO)]
+    if max_channels:
+        variants.append((f"folded<={max_channels}", {device: max_channels}))
+    return variants
 
 
 def main() -> None:
@@ -194,16 +203,19 @@ def main() -> None:
     parser.add_argument("--profile", metavar="M,...", help="A/B and profile these models instead of probing the machine")
     parser.add_argument("--size", default="1080p", help="frame size for --profile")
     parser.add_argument("--fold", metavar="M,...", help="A/B the decoders' upsampling blocks plain and folded")
-    parser.add_argument("--sizes", default="720p,1080p,4k", help="eager frame sizes for --fold")
-    parser.add_argument("--compile-size", default=None, help="also A/B --compile at this size for --fold")
+    parser.add_argument("--sizes", default="720p,1080p,4k", help="eager frame sizes for --fold and --winograd")
+    parser.add_argument("--compile-size", default=None, help="also A/B --compile at this size")
     parser.add_argument("--max-channels", type=int, default=None,
                         help="--fold: also a variant that folds blocks up to this many output channels")
-    parser.add_argument("--device", default="cuda", help="--fold: cuda or cpu")
-    parser.add_argument("--precision", default="fp16", help="--fold: fp16, bf16 or fp32")
+    parser.add_argument("--winograd", metavar="M,...", help="A/B the wide convs direct and as Winograd convolutions")
+    parser.add_argument("--device", default="cuda", help="--fold, --winograd: cuda or cpu")
+    parser.add_argument("--precision", default="fp16", help="--fold, --winograd: fp16, bf16 or fp32")
     args = parser.parse_args()
-    if args.fold:
-        fold_ab(args.fold.split(","), args.sizes.split(","), args.compile_size, args.max_channels,
-                device=args.device, precision=args.precision)
+    if args.fold or args.winograd:
+        setting, variants = (("FOLD_UPSAMPLING_UP_TO", fold_variants(args.device, args.max_channels)) if args.fold
+                             else ("WINOGRAD", [("direct", {}), ("winograd", engine.WINOGRAD)]))
+        engine_ab(setting, variants, (args.fold or args.winograd).split(","), args.sizes.split(","),
+                  args.compile_size, device=args.device, precision=args.precision)
     elif args.profile:
         profile(args.profile.split(","), args.size)
     else:

@@ -74,6 +74,13 @@ def test_winograd_convs_rewrites_the_wide_convs_of_a_copy_and_keeps_the_function
         assert _relative_error(rewritten(x), encoder(x)) < 1e-4
 
 
+@pytest.mark.parametrize("kind", ["encoder", "decoder"])
+def test_cd16x_has_no_conv_wide_enough(kind):
+    """cd16x's layers have at most 128 channels on one side and 64 on the other: all stay direct."""
+    network = build_network(kind, "cd16x")
+    assert not any(isinstance(module, WinogradConv) for module in winograd_convs(network).children())
+
+
 def test_winograd_conv_compiles_as_one_graph():
     explanation = torch._dynamo.explain(WinogradConv(nn.Conv2d(16, 8, 3)))(torch.rand(1, 16, 9, 11))
     assert explanation.graph_count == 1 and explanation.graph_break_count == 0
