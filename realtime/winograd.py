@@ -31,9 +31,9 @@ _KERNEL = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
 MIN_CHANNEL_PRODUCT_RATIO = 64
 """A conv takes the Winograd form where in * out / (in + out) reaches this (128 -> 128): the multiply-adds
 saved grow with in * out, the transforms' passes with in + out. Measured per layer with ReLU on the 2-core
-Xeon without AMX (fp32, compiled, against oneDNN's direct conv; benchmarks/RESULTS.md): 1.45-2.28x for
-every layer of ratio 64 to 171 at 64x64 to 320x180; at ratio 43, 64 -> 128 1.24x and 128 -> 64 0.90x at
-256x256; 64 -> 64 (32) 0.72x at 512x512."""
+Xeon without AMX (fp32; `benchmarks/winograd_layers.py`, benchmarks/RESULTS.md): 1.28-2.21x eager and
+1.28-2.28x compiled for every layer of ratio 64 to 171 from 64x64 to 320x180; at ratio 43, 64 -> 128
+0.97x / 1.29x and 128 -> 64 0.87x / 1.04x at 256x256; 64 -> 64 (32) 0.73x / 0.90x at 512x512."""
 
 
 def worth_winograd(conv: nn.Module) -> bool:
@@ -65,8 +65,8 @@ def conv3x3(padded: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor) -> t
 
     Three matrix products: the input tiles (36 values, channels innermost) times B^T (x) B^T; the 36 tile
     positions' products with the kernel; their results times A^T (x) A^T. Written as products rather than
-    as sums of tile elements, torch.compile keeps a few simple loops (a vgg frame path compiled in 26 s
-    instead of 240 s, and ran faster).
+    as sums of tile elements, torch.compile keeps a few simple loops (the vgg frame path compiled in 26-28 s
+    instead of 234-239 s, and ran faster).
     """
     n, _, padded_height, padded_width = padded.shape
     height, width = padded_height - 2, padded_width - 2
