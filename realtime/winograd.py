@@ -73,14 +73,16 @@ def conv3x3(padded: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor) -> t
     rows, columns = math.ceil(height / TILE), math.ceil(width / TILE)
     if (rows * TILE, columns * TILE) != (height, width):  # zeros complete the last tiles, cropped below
         padded = F.pad(padded, (0, columns * TILE - width, 0, rows * TILE - height))
-    tiles = padded.unfold(2, TILE + 2, TILE).unfold(3, TILE + 2, TILE)  # (N, I, rows, columns, 6, 6)
-    tiles = tiles.permute(4, 5, 0, 2, 3, 1).reshape(36, -1)  # (tile position, N * rows * columns * I)
-    inputs = torch.mm(_tile_transform(_INPUT, padded), tiles)
-    products = torch.bmm(inputs.reshape(36, n * rows * columns, -1), kernel)  # (36, tiles, O)
-    out = torch.mm(_tile_transform(_OUTPUT, padded), products.reshape(36, -1))  # (16, tiles * O)
-    out = out.reshape(TILE, TILE, n, rows, columns, -1).permute(2, 3, 0, 4, 1, 5)
-    out = out.reshape(n, rows * TILE, columns * TILE, -1)[:, :height, :width] + bias
-    return out.permute(0, 3, 1, 2)
+    input_transform, output_transform = _tile_transform(_INPUT, padded), _tile_transform(_OUTPUT, padded)
+    # one name, rebound at each step: eager frees each intermediate (2.25x the input or output) once used
+    x = padded.unfold(2, TILE + 2, TILE).unfold(3, TILE + 2, TILE)  # (N, I, rows, columns, 6, 6)
+    x = x.permute(4, 5, 0, 2, 3, 1).reshape(36, -1)  # (tile position, N * rows * columns * I)
+    x = torch.mm(input_transform, x)
+    x = torch.bmm(x.reshape(36, n * rows * columns, -1), kernel)  # (36, tiles, O)
+    x = torch.mm(output_transform, x.reshape(36, -1))  # (16, tiles * O)
+    x = x.reshape(TILE, TILE, n, rows, columns, -1).permute(2, 3, 0, 4, 1, 5)
+    x = x.reshape(n, rows * TILE, columns * TILE, -1)[:, :height, :width] + bias
+    return x.permute(0, 3, 1, 2)
 
 
 class WinogradConv(nn.Module):
