@@ -12,7 +12,6 @@ shows; so the engine uses it for fp32 on CPUs (`engine.WINOGRAD`).
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -53,15 +52,20 @@ def kernel_transform(weight: torch.Tensor) -> torch.Tensor:
     return transformed.reshape(36, weight.shape[1], weight.shape[0]).to(weight.dtype).contiguous()
 
 
-def _tile_transform(matrix: Sequence[Sequence[float]], like: torch.Tensor) -> torch.Tensor:
-    """The 2-D transform X -> M X M^T of a tile, as one matrix acting on tiles flattened row by row."""
-    m = torch.tensor(matrix, dtype=torch.float64, device=like.device)
-    return torch.kron(m, m).to(like.dtype)
+def tile_transforms(like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B^T (x) B^T, A^T (x) A^T) in `like`'s dtype and device: the 2-D transforms X -> M X M^T of the input
+    (36 x 36) and output (16 x 36) tiles, each as one matrix acting on tiles flattened row by row."""
+    def on_both_sides(rows: tuple[tuple[int, ...], ...]) -> torch.Tensor:
+        m = torch.tensor(rows, dtype=torch.float64, device=like.device)
+        return torch.kron(m, m).to(like.dtype)
+    return on_both_sides(_INPUT), on_both_sides(_OUTPUT)
 
 
-def conv3x3(padded: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """The unpadded 3x3 conv of (N, I, H+2, W+2) with a `kernel_transform`ed kernel (36, I, O) and a bias:
-    (N, O, H, W) in channels_last memory, equal to F.conv2d up to rounding (relative error ~1e-5 in fp32).
+def conv3x3(padded: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor,
+            transforms: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The unpadded 3x3 conv of (N, I, H+2, W+2) with a `kernel_transform`ed kernel (36, I, O), a bias and
+    the `tile_transforms`: (N, O, H, W) in channels_last memory, equal to F.conv2d up to rounding (relative
+    error ~1e-5 in fp32).
 
     Three matrix products: the input tiles (36 values, channels innermost) times B^T (x) B^T; the 36 tile
     positions' products with the kernel; their results times A^T (x) A^T. Written as products rather than
@@ -73,7 +77,7 @@ def conv3x3(padded: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor) -> t
     rows, columns = math.ceil(height / TILE), math.ceil(width / TILE)
     if (rows * TILE, columns * TILE) != (height, width):  # zeros complete the last tiles, cropped below
         padded = F.pad(padded, (0, columns * TILE - width, 0, rows * TILE - height))
-    input_transform, output_transform = _tile_transform(_INPUT, padded), _tile_transform(_OUTPUT, padded)
+    input_transform, output_transform = transforms
     # one name, rebound at each step: eager frees each intermediate (2.25x the input or output) once used
     x = padded.unfold(2, TILE + 2, TILE).unfold(3, TILE + 2, TILE)  # (N, I, rows, columns, 6, 6)
     x = x.permute(4, 5, 0, 2, 3, 1).reshape(36, -1)  # (tile position, N * rows * columns * I)
@@ -87,7 +91,7 @@ def conv3x3(padded: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor) -> t
 
 class WinogradConv(nn.Module):
     """An unpadded 3x3 conv (inference copies only; see `fastpath.winograd_convs`) in the Winograd form:
-    the same function as the conv it replaces, with its kernel transformed once."""
+    the same function as the conv it replaces, with its kernel and the tile transforms made once."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
@@ -95,6 +99,9 @@ class WinogradConv(nn.Module):
         self.register_buffer("kernel", kernel_transform(conv.weight.detach()))
         bias = conv.bias.detach().clone() if conv.bias is not None else conv.weight.new_zeros(conv.out_channels)
         self.register_buffer("bias", bias)
+        input_transform, output_transform = tile_transforms(conv.weight)
+        self.register_buffer("input_transform", input_transform, persistent=False)
+        self.register_buffer("output_transform", output_transform, persistent=False)
 
     def forward(self, padded: torch.Tensor) -> torch.Tensor:
-        return conv3x3(padded, self.kernel, self.bias)
+        return conv3x3(padded, self.kernel, self.bias, (self.input_transform, self.output_transform))

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from realtime.engine import Stylizer
 from realtime.fastpath import winograd_convs
 from realtime.models import build_network
-from realtime.winograd import WinogradConv, conv3x3, kernel_transform, worth_winograd
+from realtime.winograd import WinogradConv, conv3x3, kernel_transform, tile_transforms, worth_winograd
 
 
 def _relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
@@ -24,7 +24,8 @@ def test_conv3x3_equals_the_direct_conv(height, width, channels_last):
     padded = torch.randn(2, 24, height + 2, width + 2)
     if channels_last:
         padded = padded.contiguous(memory_format=torch.channels_last)
-    out = conv3x3(padded, kernel_transform(conv.weight.detach()), conv.bias.detach())
+    weight = conv.weight.detach()
+    out = conv3x3(padded, kernel_transform(weight), conv.bias.detach(), tile_transforms(weight))
     with torch.no_grad():
         expected = conv(padded)
     assert out.shape == expected.shape
@@ -36,7 +37,8 @@ def test_conv3x3_in_float64_is_exact_up_to_rounding():
     """The transforms themselves are right (not merely close): in float64 the error is at rounding level."""
     conv = nn.Conv2d(8, 8, 3).double()
     padded = torch.randn(1, 8, 11, 9, dtype=torch.float64)
-    out = conv3x3(padded, kernel_transform(conv.weight.detach()), conv.bias.detach())
+    weight = conv.weight.detach()
+    out = conv3x3(padded, kernel_transform(weight), conv.bias.detach(), tile_transforms(weight))
     with torch.no_grad():
         assert _relative_error(out, conv(padded)) < 1e-12
 
