@@ -26,10 +26,13 @@ from realtime.models import _padded_conv_relu  # noqa: E402
 from realtime.runtime import reuse_freed_host_memory  # noqa: E402
 from realtime.winograd import WinogradConv  # noqa: E402
 
-# (in, out, height, width): vgg's layers at 512x512 (encoder and decoder), then some at 1280x720
+# (in, out, height, width): vgg's layers at 512x512 (encoder and decoder), then some at 1280x720, then
+# cd16x's at 512x512 and 256x256
 SHAPES = ((256, 256, 128, 128), (512, 256, 64, 64), (256, 512, 64, 64), (128, 256, 128, 128),
           (256, 128, 128, 128), (128, 128, 256, 256), (64, 128, 256, 256), (128, 64, 256, 256),
-          (64, 64, 512, 512), (256, 256, 180, 320), (128, 128, 90, 160), (64, 64, 180, 320))
+          (64, 64, 512, 512), (256, 256, 180, 320), (128, 128, 90, 160), (64, 64, 180, 320),
+          (64, 64, 128, 128), (64, 128, 64, 64), (128, 64, 64, 64), (32, 64, 128, 128), (64, 32, 128, 128),
+          (32, 32, 256, 256), (64, 64, 64, 64), (64, 128, 32, 32))
 
 
 def best_ms(run: Callable[[], object], repeats: int) -> float:

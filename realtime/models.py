@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import UserError
+from .winograd import WinogradConv
 
 
 class Features(NamedTuple):
@@ -34,8 +35,8 @@ def _conv_relu(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def _padded_conv_relu(conv: nn.Module, padded: torch.Tensor) -> torch.Tensor:
     """The conv (unpadded) and a ReLU, as one oneDNN or cuDNN call where one fits."""
-    if not isinstance(conv, nn.Conv2d):  # a conv rewritten in another form (fastpath)
-        return F.relu(conv(padded))
+    if isinstance(conv, WinogradConv):  # a conv rewritten in the Winograd form (fastpath), its ReLU fused
+        return conv(padded, relu=True)
     if _fuses_relu(padded):
         return torch.ops.mkldnn._convolution_pointwise(padded, conv.weight, conv.bias, [0, 0], [1, 1], [1, 1], 1,
                                                        "relu", [], "")

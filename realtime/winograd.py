@@ -3,10 +3,10 @@ products, one per tile position, with 4x fewer multiply-adds than the direct con
 4x4 output tile and channel pair), in exchange for a transform pass on each side.
 
 oneDNN dropped its Winograd kernels, so on a CPU without AMX, where the direct 3x3 convs already run at the
-matmul's rate, fewer multiply-adds are the only way left to go faster. Written in plain tensor ops; under
-torch.compile the tiling copies fuse with their neighbours (bias, ReLU, the next layer's padding). Eager, the
-transforms are passes of their own and it still wins on wide layers; in bf16 or fp16 the transforms' rounding
-shows; so the engine uses it for fp32 on CPUs (`engine.WINOGRAD`).
+matmul's rate, fewer multiply-adds are the only way left to go faster. Written in plain tensor ops, a band
+of tiles at a time so that the transforms' passes stay in cache, as one operator that torch.compile calls
+rather than traces. In bf16 or fp16 the transforms' rounding shows, so the engine uses it for fp32 on CPUs
+(`engine.WINOGRAD`).
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ _KERNEL = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
 
 MIN_CHANNEL_PRODUCT_RATIO = 64
 """A conv takes the Winograd form where in * out / (in + out) reaches this (128 -> 128): the multiply-adds
-saved grow with in * out, the transforms' passes with in + out. Measured per layer with ReLU on the 2-core
-Xeon without AMX (fp32; `benchmarks/winograd_layers.py`, benchmarks/RESULTS.md): 1.28-2.21x eager and
-1.28-2.28x compiled for every layer of ratio 64 to 171 from 64x64 to 320x180; at ratio 43, 64 -> 128
-0.97x / 1.29x and 128 -> 64 0.87x / 1.04x at 256x256; 64 -> 64 (32) 0.73x / 0.90x at 512x512."""
+saved grow with in * out, the transforms' passes with in + out. Measured on the 2-core Xeon without AMX
+(fp32, banded; `benchmarks/winograd_layers.py`, benchmarks/RESULTS.md), each layer alone with its ReLU:
+ratio 64 to 171 1.53-2.68x; 43 (64 -> 128, 128 -> 64) 1.25-1.52x; 32 (64 -> 64) 1.09-1.14x from 64x64 to
+512x512; 21 and 16 (32 -> 64, 32 -> 32) 0.70-0.99x. In whole frames the thin layers gain nothing: with
+the threshold at 32, cd16x (whose 64 -> 64 layers then qualify) ran at 0.986-0.995x (medians of 5 rounds at
+256x256, 512x512 and 1280x720), vgg at 1.03x, so it stays at 64."""
 
 
 def worth_winograd(conv: nn.Module) -> bool:
@@ -61,32 +63,72 @@ def tile_transforms(like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return on_both_sides(_INPUT), on_both_sides(_OUTPUT)
 
 
-def conv3x3(padded: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor,
-            transforms: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+BAND_BYTES = 4 * 2**20
+"""The tiles are transformed and multiplied a band of tile rows at a time, each band's largest intermediate
+at most about this size, so that the three products and the output write find their data in the cores'
+caches instead of memory (2-core Xeon, fp32, one layer with its ReLU: 128 -> 128 at 256x256 49.7 -> 37.0 ms,
+64 -> 128 at 256x256 31.6 -> 22.2 ms, against 1, 2 and 8 MB bands; benchmarks/RESULTS.md)."""
+
+_BIAS_POSITION = 7
+"""Tile position (1, 1): A^T's column 1 is all ones, so a value added there reaches all 16 outputs of the
+tile once; the bias is added to the products there instead of in a pass over the whole output."""
+
+
+@torch.library.custom_op("realtime::winograd_conv3x3", mutates_args=())
+def conv3x3(padded: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor, input_transform: torch.Tensor,
+            output_transform: torch.Tensor, relu: bool) -> torch.Tensor:
     """The unpadded 3x3 conv of (N, I, H+2, W+2) with a `kernel_transform`ed kernel (36, I, O), a bias and
-    the `tile_transforms`: (N, O, H, W) in channels_last memory, equal to F.conv2d up to rounding (relative
-    error ~1e-5 in fp32).
+    the `tile_transforms`, then a ReLU if asked: (N, O, H, W) in channels_last memory, equal to F.conv2d
+    up to rounding (relative error ~1e-5 in fp32).
 
     Three matrix products: the input tiles (36 values, channels innermost) times B^T (x) B^T; the 36 tile
-    positions' products with the kernel; their results times A^T (x) A^T. Written as products rather than
-    as sums of tile elements, torch.compile keeps a few simple loops (the vgg frame path compiled in 26-28 s
-    instead of 234-239 s, and ran faster).
+    positions' products with the kernel; their results times A^T (x) A^T. A band of tile rows at a time
+    (`BAND_BYTES`), each band written into the output with its ReLU. An operator of its own, so that
+    torch.compile calls it as it is instead of tracing into it: inductor's code for these products and
+    copies ran slower than these eager calls (64 -> 64 at 512x512, 2-core Xeon, fp32: 78-86 ms against
+    56 ms) and took minutes to compile in some forms.
     """
     n, _, padded_height, padded_width = padded.shape
     height, width = padded_height - 2, padded_width - 2
     rows, columns = math.ceil(height / TILE), math.ceil(width / TILE)
     if (rows * TILE, columns * TILE) != (height, width):  # zeros complete the last tiles, cropped below
         padded = F.pad(padded, (0, columns * TILE - width, 0, rows * TILE - height))
+    out = torch.empty((n, kernel.shape[2], rows * TILE, columns * TILE), dtype=padded.dtype, device=padded.device,
+                      memory_format=torch.channels_last)
+    band = max(1, BAND_BYTES // (36 * n * columns * max(kernel.shape[1:]) * padded.element_size()))
+    for first in range(0, rows, band):
+        last = min(rows, first + band)
+        tiles = _tile_outputs(padded, kernel, bias, (input_transform, output_transform), first, last)
+        target = out[:, :, first * TILE:last * TILE].permute(0, 2, 3, 1)
+        target = target.unflatten(1, (last - first, TILE)).unflatten(3, (columns, TILE))
+        torch.clamp_min(tiles, 0, out=target) if relu else target.copy_(tiles)
+    if (rows * TILE, columns * TILE) != (height, width):
+        return out[:, :, :height, :width].contiguous(memory_format=torch.channels_last)
+    return out
+
+
+@conv3x3.register_fake
+def _conv3x3_shape(padded: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor, input_transform: torch.Tensor,
+                   output_transform: torch.Tensor, relu: bool) -> torch.Tensor:
+    n, _, padded_height, padded_width = padded.shape
+    return padded.new_empty((n, kernel.shape[2], padded_height - 2, padded_width - 2)).contiguous(
+        memory_format=torch.channels_last)
+
+
+def _tile_outputs(padded: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor,
+                  transforms: tuple[torch.Tensor, torch.Tensor], first: int, last: int) -> torch.Tensor:
+    """The conv's outputs (bias added) for tile rows first .. last-1: (N, rows, 4, columns, 4, O), a view."""
+    n = padded.shape[0]
     input_transform, output_transform = transforms
     # one name, rebound at each step: eager frees each intermediate (2.25x the input or output) once used
-    x = padded.unfold(2, TILE + 2, TILE).unfold(3, TILE + 2, TILE)  # (N, I, rows, columns, 6, 6)
+    x = padded[:, :, first * TILE:last * TILE + 2].unfold(2, TILE + 2, TILE).unfold(3, TILE + 2, TILE)
+    rows, columns = x.shape[2], x.shape[3]
     x = x.permute(4, 5, 0, 2, 3, 1).reshape(36, -1)  # (tile position, N * rows * columns * I)
     x = torch.mm(input_transform, x)
     x = torch.bmm(x.reshape(36, n * rows * columns, -1), kernel)  # (36, tiles, O)
+    x[_BIAS_POSITION] += bias
     x = torch.mm(output_transform, x.reshape(36, -1))  # (16, tiles * O)
-    x = x.reshape(TILE, TILE, n, rows, columns, -1).permute(2, 3, 0, 4, 1, 5)
-    x = x.reshape(n, rows * TILE, columns * TILE, -1)[:, :height, :width] + bias
-    return x.permute(0, 3, 1, 2)
+    return x.reshape(TILE, TILE, n, rows, columns, -1).permute(2, 3, 0, 4, 1, 5)
 
 
 class WinogradConv(nn.Module):
@@ -103,5 +145,5 @@ class WinogradConv(nn.Module):
         self.register_buffer("input_transform", input_transform, persistent=False)
         self.register_buffer("output_transform", output_transform, persistent=False)
 
-    def forward(self, padded: torch.Tensor) -> torch.Tensor:
-        return conv3x3(padded, self.kernel, self.bias, (self.input_transform, self.output_transform))
+    def forward(self, padded: torch.Tensor, relu: bool = False) -> torch.Tensor:
+        return conv3x3(padded, self.kernel, self.bias, self.input_transform, self.output_transform, relu)
