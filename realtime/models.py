@@ -28,9 +28,20 @@ class Features(NamedTuple):
     relu4_1: torch.Tensor
 
 
-def _conv_relu(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Reflection pad by 1, 3x3 conv, ReLU: the block every network here is made of."""
-    return _padded_conv_relu(conv, _reflect_pad1(x))
+class ReflectPadded(NamedTuple):
+    """An activation already reflection-padded by 1: what an upsampling block hands the conv after it, so
+    that a folded block can write its output straight into the padded buffer."""
+
+    padded: torch.Tensor
+
+
+def _conv_relu(conv: nn.Module, x: torch.Tensor | ReflectPadded) -> torch.Tensor:
+    """Reflection pad by 1 (unless done), 3x3 conv, ReLU: the block every network here is made of."""
+    return _padded_conv_relu(conv, _reflect_padded(x))
+
+
+def _reflect_padded(x: torch.Tensor | ReflectPadded) -> torch.Tensor:
+    return x.padded if isinstance(x, ReflectPadded) else _reflect_pad1(x)
 
 
 def _padded_conv_relu(conv: nn.Module, padded: torch.Tensor) -> torch.Tensor:
@@ -48,10 +59,21 @@ def _padded_conv_relu(conv: nn.Module, padded: torch.Tensor) -> torch.Tensor:
 def reflect_pad_channels_last(x: torch.Tensor) -> torch.Tensor:
     """Reflection padding by 1 on each side, written into a channels_last buffer by slice copies."""
     n, c, h, w = x.shape
-    out = torch.empty((n, c, h + 2, w + 2), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    out = _padded_buffer(x, n, c, h, w)
     out[:, :, 1:-1, 1:-1] = x
-    out[:, :, 0, 1:-1] = x[:, :, 1]
-    out[:, :, -1, 1:-1] = x[:, :, -2]
+    return _reflect_border_(out)
+
+
+def _padded_buffer(like: torch.Tensor, n: int, channels: int, height: int, width: int) -> torch.Tensor:
+    """An empty (n, channels, height + 2, width + 2) channels_last buffer for an activation and its padding."""
+    return torch.empty((n, channels, height + 2, width + 2), dtype=like.dtype, device=like.device,
+                       memory_format=torch.channels_last)
+
+
+def _reflect_border_(out: torch.Tensor) -> torch.Tensor:
+    """Fill the 1-pixel border of a padded buffer whose interior is written: reflection padding."""
+    out[:, :, 0, 1:-1] = out[:, :, 2, 1:-1]
+    out[:, :, -1, 1:-1] = out[:, :, -3, 1:-1]
     out[:, :, :, 0] = out[:, :, :, 2]
     out[:, :, :, -1] = out[:, :, :, -3]
     return out
@@ -95,11 +117,12 @@ def _cudnn_fuses_relu(x: torch.Tensor) -> bool:
     return _eager_inference() and x.device.type == "cuda" and x.dtype in (torch.float16, torch.bfloat16)
 
 
-def _upsample_conv_relu(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Nearest 2x upsampling, then the conv+ReLU block; an `UpsampledConv` does both at the low resolution."""
+def _upsample_conv_relu(conv: nn.Module, x: torch.Tensor) -> ReflectPadded:
+    """Nearest 2x upsampling, then the conv+ReLU block, the result reflection-padded for the conv after it;
+    an `UpsampledConv` does all three at the low resolution."""
     if isinstance(conv, UpsampledConv):
-        return conv(x)
-    return _conv_relu(conv, F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return ReflectPadded(conv.padded_output(x))
+    return ReflectPadded(_reflect_pad1(_conv_relu(conv, F.interpolate(x, scale_factor=2.0, mode="nearest"))))
 
 
 # Which 3x3 taps of the original kernel fall on each of the two low-resolution rows a phase reads, after
@@ -124,16 +147,32 @@ def interleave_phases(windows: torch.Tensor) -> torch.Tensor:
     """(N, 4*C, H+1, W+1) outputs of the phase kernels at every 2x2 window of the padded small image ->
     (N, C, 2H, 2W) in channels_last memory. Phase (r, s) of output pixel (i, j) is window (i+r, j+s):
     one strided view of the windows, then a single copy of whole C-vectors."""
+    n, height, _, width, _, channels = (phases := _phases(windows)).shape
+    return phases.reshape(n, 2 * height, 2 * width, channels).permute(0, 3, 1, 2)
+
+
+def interleave_phases_padded(windows: torch.Tensor) -> torch.Tensor:
+    """`interleave_phases`, reflection-padded by 1: the phases copied straight into the interior of the padded
+    buffer, then its border, instead of an interleaved image and a padding pass over it (inference only)."""
+    n, height, _, width, _, channels = (phases := _phases(windows)).shape
+    out = _padded_buffer(windows, n, channels, 2 * height, 2 * width)
+    interior = out[:, :, 1:-1, 1:-1].permute(0, 2, 3, 1).unflatten(1, (height, 2)).unflatten(3, (width, 2))
+    interior.copy_(phases)
+    return _reflect_border_(out)
+
+
+def _phases(windows: torch.Tensor) -> torch.Tensor:
+    """(N, 4*C, H+1, W+1) phase-kernel outputs -> (N, H, 2, W, 2, C), a strided view: element (n, i, r, j, s)
+    is phase (r, s) of output pixel (2i + r, 2j + s), read from window (i + r, j + s)."""
     windows = windows.contiguous(memory_format=torch.channels_last)
     n, channels4, rows, columns = windows.shape
     channels, height, width = channels4 // 4, rows - 1, columns - 1
     batch_stride, _, row_stride, column_stride = windows.stride()
     # torch.as_strided keeps the windows' storage offset; the Tensor method, or asking for storage_offset(),
     # would split a compiled graph here (tests/test_models.py)
-    phases = torch.as_strided(windows, (n, height, 2, width, 2, channels),
-                              (batch_stride, row_stride, row_stride + 2 * channels, column_stride,
-                               column_stride + channels, 1))
-    return phases.reshape(n, 2 * height, 2 * width, channels).permute(0, 3, 1, 2)
+    return torch.as_strided(windows, (n, height, 2, width, 2, channels),
+                            (batch_stride, row_stride, row_stride + 2 * channels, column_stride,
+                             column_stride + channels, 1))
 
 
 class UpsampledConv(nn.Module):
@@ -154,8 +193,17 @@ class UpsampledConv(nn.Module):
         self.conv.bias.copy_(conv.bias.detach().repeat(4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded = F.pad(x, (1, 1, 1, 1), mode="replicate")
-        return interleave_phases(_padded_conv_relu(self.conv, padded))
+        return interleave_phases(self._windows(x))
+
+    def padded_output(self, x: torch.Tensor) -> torch.Tensor:
+        """The output, reflection-padded by 1 for the next conv; in eager inference written straight into
+        the padded buffer (cd16x 512x512, 2-core Xeon, fp32: 1.5-1.6x faster than interleaving, then padding)."""
+        if _eager_inference():
+            return interleave_phases_padded(self._windows(x))
+        return _reflect_pad1(self(x))
+
+    def _windows(self, x: torch.Tensor) -> torch.Tensor:
+        return _padded_conv_relu(self.conv, F.pad(x, (1, 1, 1, 1), mode="replicate"))
 
 
 class _Encoder(nn.Module):
@@ -226,7 +274,7 @@ class VGGDecoder(nn.Module):
             block = _upsample_conv_relu if upsampled else _conv_relu
             y = block(self._modules[str(index)], y)
         last = self._modules[str(_VGG_DECODER[-1][0])]
-        return last(_reflect_pad1(y))
+        return last(_reflect_padded(y))
 
 
 # --------------------------------------------------------------------------- cd16x

@@ -102,6 +102,22 @@ def test_interleave_phases_takes_each_phase_from_its_shifted_window():
     assert out.shape == (2, 5, 6, 8) and out.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.parametrize("shape", [(1, 8, 1, 1), (2, 8, 2, 3), (1, 8, 5, 7)])
+def test_padded_output_writes_the_reflection_padded_output(shape):
+    """In eager inference the phases go straight into a padded buffer; under no_grad (the reference path)
+    the output is interleaved, then padded: the same numbers, in channels_last memory."""
+    torch.manual_seed(1)
+    block = UpsampledConv(torch.nn.Conv2d(shape[1], 6, 3).double())  # float64: the same conv kernel in both modes
+    x = torch.randn(shape, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = block.padded_output(x)
+        assert torch.equal(expected, F.pad(block(x), (1, 1, 1, 1), mode="reflect"))
+    with torch.inference_mode():
+        got = block.padded_output(x)
+    assert torch.equal(got, expected)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_upsampled_conv_compiles_as_one_graph():
     """torch.compile must see the whole block: the Tensor.as_strided method, and storage_offset(), split it."""
     explanation = torch._dynamo.explain(UpsampledConv(torch.nn.Conv2d(8, 6, 3)))(
