@@ -2,7 +2,7 @@
 (`realtime.winograd`), eager and compiled, alternated in one process; the figures behind
 `winograd.MIN_CHANNEL_PRODUCT_RATIO`.
 
-    python benchmarks/winograd_layers.py                      # vgg's layer shapes at 512x512, and a few at 720p
+    python benchmarks/winograd_layers.py                      # vgg's layer shapes at 512x512, a few at 720p, cd16x's
     python benchmarks/winograd_layers.py --json layers.json --threads 2
 
 Prints a table (best of `--repeats` frames, two alternated rounds) and optionally writes JSON records.
