@@ -27,14 +27,14 @@ _OUTPUT = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, 
 _KERNEL = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
            (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0, 0, 1))
 
-MIN_CHANNEL_PRODUCT_RATIO = 64
-"""A conv takes the Winograd form where in * out / (in + out) reaches this (128 -> 128): the multiply-adds
-saved grow with in * out, the transforms' passes with in + out. Measured on the 2-core Xeon without AMX
-(fp32, banded; `benchmarks/winograd_layers.py`, benchmarks/RESULTS.md), each layer alone with its ReLU:
-ratio 64 to 171 1.53-2.68x; 43 (64 -> 128, 128 -> 64) 1.25-1.52x; 32 (64 -> 64) 1.09-1.14x from 64x64 to
-512x512; 21 and 16 (32 -> 64, 32 -> 32) 0.70-0.99x. In whole frames the thin layers gain nothing: with
-the threshold at 32, cd16x (whose 64 -> 64 layers then qualify) ran at 0.986-0.995x (medians of 5 rounds at
-256x256, 512x512 and 1280x720), vgg at 1.03x, so it stays at 64."""
+MIN_CHANNEL_PRODUCT_RATIO = 40
+"""A conv takes the Winograd form where in * out / (in + out) reaches this (64 -> 128 and 128 -> 64, 42.7):
+the multiply-adds saved grow with in * out, the transforms' passes with in + out. Measured on the 2-core
+Xeon without AMX (fp32, banded; `benchmarks/winograd_layers.py`, benchmarks/RESULTS.md), each layer alone
+with its ReLU: ratio 64 to 171 1.53-2.68x; 43 1.19-1.50x; 32 (64 -> 64) 1.07-1.12x from 64x64 to 512x512;
+21 and 16 (32 -> 64, 32 -> 32) 0.69-0.96x. Whole frames, alternated against a threshold of 64: at 40 vgg
+1.028x at 512x512 (1.016-1.051) and cd16x 0.995-1.000x (medians of 5 rounds); at 32, where 64 -> 64
+qualifies too, cd16x 0.986-0.995x and vgg 1.031x."""
 
 
 def worth_winograd(conv: nn.Module) -> bool:
