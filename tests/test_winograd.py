@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from realtime.engine import Stylizer
 from realtime.fastpath import winograd_convs
+from realtime import winograd
 from realtime.models import build_network
 from realtime.winograd import WinogradConv, conv3x3, kernel_transform, tile_transforms, worth_winograd
 
@@ -31,6 +32,23 @@ def test_conv3x3_equals_the_direct_conv(height, width, channels_last):
     assert out.shape == expected.shape
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert _relative_error(out, expected) < 1e-4
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_conv3x3_in_bands_of_one_tile_row_equals_the_direct_conv(relu, monkeypatch):
+    """Every band boundary (one tile row per band), a cropped last row and column, the ReLU fused or not."""
+    monkeypatch.setattr(winograd, "BAND_BYTES", 1)
+    torch.manual_seed(3)
+    conv = nn.Conv2d(16, 8, 3)
+    padded = torch.randn(2, 16, 19 + 2, 10 + 2).contiguous(memory_format=torch.channels_last)
+    weight = conv.weight.detach()
+    out = conv3x3(padded, kernel_transform(weight), conv.bias.detach(), *tile_transforms(weight), relu)
+    with torch.no_grad():
+        expected = F.relu(conv(padded)) if relu else conv(padded)
+    assert out.shape == expected.shape and out.is_contiguous(memory_format=torch.channels_last)
+    assert _relative_error(out, expected) < 1e-4
+    if relu:
+        assert (out >= 0).all() and (out == 0).any()
 
 
 def test_conv3x3_in_float64_is_exact_up_to_rounding():
