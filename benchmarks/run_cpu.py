@@ -3,7 +3,8 @@
 Two-thread CPU inference loses most of its speed whenever another process takes a core, so each chunk
 starts only when the CPU has been idle for a few seconds, and is run again (up to --retries times) when
 other processes used more than --max-foreign of a core while it ran. Each chunk holds the baseline and
-the engine rows of its model and size, so every speed-up ratio comes from one process and one run.
+the engine rows of its model and size, so every speed-up ratio comes from one run (the baseline timed in
+a spawned child process).
 
     python benchmarks/run_cpu.py --out benchmarks/cpu-eager
     python benchmarks/run_cpu.py --out benchmarks/cpu-compile --compile --sizes 256,512,720p
