@@ -5,9 +5,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from realtime import winograd
 from realtime.engine import Stylizer
 from realtime.fastpath import winograd_convs
-from realtime import winograd
 from realtime.models import build_network
 from realtime.winograd import WinogradConv, conv3x3, kernel_transform, tile_transforms, worth_winograd
 
