@@ -63,21 +63,28 @@ def fold_upsampling(decoder: nn.Module, max_channels: int | None = None) -> nn.M
     multiply-adds as the blocks) was measured on an H100 in fp16 for the thin blocks: cd16x 13-17 % faster
     from 720p to 4K, vgg 5-7 % at 720p; the 2x2 form is not yet measured there.
     """
-    folded = copy.deepcopy(decoder)
-    for name, module in decoder.named_children():
+    def fold(name: str, module: nn.Module) -> nn.Module | None:
         if name in decoder.upsampled_convs and (max_channels is None or module.out_channels <= max_channels):
-            folded._modules[name] = UpsampledConv(module)
-    return folded
+            return UpsampledConv(module)
+        return None
+    return _with_children_replaced(decoder, fold)
 
 
 def winograd_convs(network: nn.Module) -> nn.Module:
     """A copy of a network whose wide 3x3 convs (`winograd.worth_winograd`) run in the Winograd F(4x4, 3x3)
     form: the same function with a quarter of their multiply-adds (`engine.WINOGRAD` says where)."""
-    rewritten = copy.deepcopy(network)
+    return _with_children_replaced(network, lambda _, module: WinogradConv(module) if worth_winograd(module) else None)
+
+
+def _with_children_replaced(network: nn.Module,
+                            replacement: Callable[[str, nn.Module], nn.Module | None]) -> nn.Module:
+    """A copy of a network in which each child that `replacement(name, child)` gives a module for is replaced by it."""
+    copied = copy.deepcopy(network)
     for name, module in network.named_children():
-        if worth_winograd(module):
-            rewritten._modules[name] = WinogradConv(module)
-    return rewritten
+        new = replacement(name, module)
+        if new is not None:
+            copied._modules[name] = new
+    return copied
 
 
 class FramePath(nn.Module):

@@ -147,14 +147,16 @@ def interleave_phases(windows: torch.Tensor) -> torch.Tensor:
     """(N, 4*C, H+1, W+1) outputs of the phase kernels at every 2x2 window of the padded small image ->
     (N, C, 2H, 2W) in channels_last memory. Phase (r, s) of output pixel (i, j) is window (i+r, j+s):
     one strided view of the windows, then a single copy of whole C-vectors."""
-    n, height, _, width, _, channels = (phases := _phases(windows)).shape
+    phases = _phases(windows)
+    n, height, _, width, _, channels = phases.shape
     return phases.reshape(n, 2 * height, 2 * width, channels).permute(0, 3, 1, 2)
 
 
 def interleave_phases_padded(windows: torch.Tensor) -> torch.Tensor:
     """`interleave_phases`, reflection-padded by 1: the phases copied straight into the interior of the padded
     buffer, then its border, instead of an interleaved image and a padding pass over it (inference only)."""
-    n, height, _, width, _, channels = (phases := _phases(windows)).shape
+    phases = _phases(windows)
+    n, height, _, width, _, channels = phases.shape
     out = _padded_buffer(windows, n, channels, 2 * height, 2 * width)
     interior = out[:, :, 1:-1, 1:-1].permute(0, 2, 3, 1).unflatten(1, (height, 2)).unflatten(3, (width, 2))
     interior.copy_(phases)

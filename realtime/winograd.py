@@ -98,7 +98,7 @@ def conv3x3(padded: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor, inpu
     band = max(1, BAND_BYTES // (36 * n * columns * max(kernel.shape[1:]) * padded.element_size()))
     for first in range(0, rows, band):
         last = min(rows, first + band)
-        tiles = _tile_outputs(padded, kernel, bias, (input_transform, output_transform), first, last)
+        tiles = _tile_outputs(padded, kernel, bias, input_transform, output_transform, first, last)
         target = out[:, :, first * TILE:last * TILE].permute(0, 2, 3, 1)
         target = target.unflatten(1, (last - first, TILE)).unflatten(3, (columns, TILE))
         torch.clamp_min(tiles, 0, out=target) if relu else target.copy_(tiles)
@@ -115,11 +115,10 @@ def _conv3x3_shape(padded: torch.Tensor, kernel: torch.Tensor, bias: torch.Tenso
         memory_format=torch.channels_last)
 
 
-def _tile_outputs(padded: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor,
-                  transforms: tuple[torch.Tensor, torch.Tensor], first: int, last: int) -> torch.Tensor:
+def _tile_outputs(padded: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor, input_transform: torch.Tensor,
+                  output_transform: torch.Tensor, first: int, last: int) -> torch.Tensor:
     """The conv's outputs (bias added) for tile rows first .. last-1: (N, rows, 4, columns, 4, O), a view."""
     n = padded.shape[0]
-    input_transform, output_transform = transforms
     # one name, rebound at each step: eager frees each intermediate (2.25x the input or output) once used
     x = padded[:, :, first * TILE:last * TILE + 2].unfold(2, TILE + 2, TILE).unfold(3, TILE + 2, TILE)
     rows, columns = x.shape[2], x.shape[3]
