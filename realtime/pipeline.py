@@ -118,9 +118,11 @@ class RunResult:
         rest = self.seconds - self.first_frame_seconds
         return (self.frames_out - 1) / rest if self.frames_out > 1 and rest > 0 else 0.0
 
-    def latency_ms(self, percent: float) -> float:
-        """Latency from capture to output at a percentile (50: median), in ms."""
-        return float(np.percentile(self.latencies_ms, percent)) if self.latencies_ms else 0.0
+    def latency_ms(self, percent: float, skip_first: int = 0) -> float:
+        """Latency from capture to output at a percentile (50: median), in ms, over the frames after the first
+        `skip_first` (those that waited on one-off costs)."""
+        latencies = self.latencies_ms[skip_first:]
+        return float(np.percentile(latencies, percent)) if latencies else 0.0
 
 
 @dataclass(frozen=True)

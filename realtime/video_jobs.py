@@ -231,19 +231,35 @@ SLOW_FIRST_FRAME_SECONDS = 1.0
 rate, so a short render's summary also shows the speed it ran at once started."""
 
 
+def _slow_first_frames(result: RunResult) -> int:
+    """How many frames to leave out of the steady figures: each frame worker's first frame, which waited on the
+    same one-off costs, when the first frame was slow and later frames came out; else none."""
+    slow = result.frames_out > result.frames_in_flight and result.first_frame_seconds > SLOW_FIRST_FRAME_SECONDS
+    return result.frames_in_flight if slow else 0
+
+
 def _speed(result: RunResult) -> str:
     """'; N fps average over S s[, M fps after the first frame, which took F s] (networks X ms/frame[, ...])'."""
     text = f"; {result.fps:.1f} fps average over {result.seconds:.1f} s"
     if not result.frames_out:
         return text
     frames, stylize_seconds = result.frames_out, result.stylize_seconds
-    if frames > result.frames_in_flight and result.first_frame_seconds > SLOW_FIRST_FRAME_SECONDS:
+    skipped = _slow_first_frames(result)
+    if skipped:
         text += (f", {result.steady_fps:.1f} fps after the first frame, which took "
                  f"{result.first_frame_seconds:.1f} s")
-        frames -= result.frames_in_flight  # each frame worker's first frame waited on the same one-off costs
+        frames -= skipped
         stylize_seconds -= result.first_frames_stylize_seconds
     in_flight = f", {result.frames_in_flight} frames at once" if result.frames_in_flight > 1 else ""
     return text + f" (networks {1000 * stylize_seconds / frames:.0f} ms/frame{in_flight})"
+
+
+def _latency(result: RunResult) -> str:
+    """', latency [after it ]median X ms, p95 Y ms': after a slow first frame, whose own latency holds the
+    one-off costs, over the frames that followed it."""
+    skipped = _slow_first_frames(result)
+    return (f", latency{' after it' if skipped else ''} median {result.latency_ms(50, skipped):.0f} ms, "
+            f"p95 {result.latency_ms(95, skipped):.0f} ms")
 
 
 def report_run(result: RunResult) -> None:
@@ -252,8 +268,7 @@ def report_run(result: RunResult) -> None:
     lines = [f"{info.name}: {source.delivered} frame(s) in, {result.frames_out} out"
              + (f", {source.dropped} dropped (live: the newest frame wins)" if source.dropped else "")
              + _speed(result)
-             + (f", latency median {result.latency_ms(50):.0f} ms, p95 {result.latency_ms(95):.0f} ms"
-                if info.live else "")]
+             + (_latency(result) if info.live else "")]
     if source.corrupt_packets or source.damaged_frames:
         lines.append(f"  damaged input: {source.corrupt_packets} corrupt packet(s) skipped, "
                      f"{source.damaged_frames} frame(s) decoded with concealed errors")

@@ -110,12 +110,16 @@ def test_udp_stream_with_slower_inference_keeps_latency_bounded(media, tmp_path)
     frames_in, frames_out, dropped = map(int, re.search(r"(\d+) frame\(s\) in, (\d+) out, (\d+) dropped",
                                                          err).groups())
     per_frame_ms = float(re.search(r"networks (\d+) ms/frame", err).group(1))
-    p95_ms = float(re.search(r"p95 (\d+) ms", err).group(1))
+    median_ms, p95_ms = map(float, re.search(r"latency (?:after it )?median (\d+) ms, p95 (\d+) ms", err).groups())
     assert per_frame_ms > 1000 / 24  # inference really is slower than the source
     assert frames_out == 10 and dropped > frames_out  # stale frames were dropped, not queued
-    # a frame waits at most for the one being stylized, then is stylized itself: two frame times, plus slack;
-    # queueing every frame instead would have put it seconds behind
-    assert p95_ms < 2 * per_frame_ms + 250, err
+    # a frame waits at most for the one being stylized, then is stylized itself: two frame times, plus slack.
+    # Queueing every frame instead would make the k-th wait k frame times less the source's k intervals: the
+    # median of 10 would be near 5 frame times. The median is held to two; the p95 of 10 frames is their slowest,
+    # and on a loaded machine single frames take several times the mean (seen: 2.0 s mean, 7.4 s p95 beside
+    # another test), so it only must not run away
+    assert median_ms < 2 * per_frame_ms + 250, err
+    assert p95_ms < 4 * per_frame_ms + 1000, err
     received = probe(out).frames
     assert len(received) == frames_out and received[0].shape == (360, 640, 3)
     style = resize_shorter_side(read_image(media / "styles" / DARK).rgb, 512)

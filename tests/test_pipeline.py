@@ -6,6 +6,7 @@ import re
 import signal
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,9 @@ from clips import color_stats, probe, write_clip
 from realtime.engine import StyleControls, Stylizer
 from realtime.errors import UserError
 from realtime.images import read_image, resize_shorter_side, write_image
-from realtime.pipeline import Action, RunOptions, StylePlan, LiveControls, run
+from realtime.pipeline import Action, LiveControls, RunOptions, RunResult, StylePlan, run
 from realtime.sinks import EncoderSettings, VideoFileSink
-from realtime.sources import SourceSpec, open_source
+from realtime.sources import SourceInfo, SourceSpec, open_source
 from realtime.ui import console
 from realtime.video_jobs import SLOW_FIRST_FRAME_SECONDS, report_run
 
@@ -165,6 +166,24 @@ class _SlowFirstFrame:
         if self._calls == 1:
             time.sleep(self._seconds)
         return self._stylizer.stylize(frame, styles)
+
+
+def test_a_live_summary_leaves_a_slow_first_frame_out_of_the_latency():
+    """The first frame's latency holds the one-off costs (warm-up, a slow start under load); after a slow first
+    frame the percentiles are those of the frames that followed, and the summary says so."""
+    info = SourceInfo("udp://127.0.0.1:5000", 64, 48, 24.0, Fraction(1, 24), live=True)
+    latencies = [4000.0, 100.0, 100.0, 200.0, 200.0]
+    texts = {}
+    for first_frame_seconds in (0.5, 3.0):
+        result = RunResult(info=info, frames_out=5, seconds=4.0, stylize_seconds=3.4,
+                           first_frame_seconds=first_frame_seconds, first_frames_stylize_seconds=3.0,
+                           latencies_ms=latencies)
+        with console.capture() as captured:
+            report_run(result)
+        texts[first_frame_seconds] = captured.get()
+    assert "latency median 200 ms, p95 3240 ms" in texts[0.5]  # every frame counts
+    assert "after the first frame, which took 3.0 s" in texts[3.0]
+    assert "latency after it median 150 ms, p95 200 ms" in texts[3.0]
 
 
 def test_the_summary_gives_the_rate_after_a_slow_first_frame(clip, media, tmp_path):
