@@ -91,7 +91,8 @@ def conv3x3(padded: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor, inpu
     n, _, padded_height, padded_width = padded.shape
     height, width = padded_height - 2, padded_width - 2
     rows, columns = math.ceil(height / TILE), math.ceil(width / TILE)
-    if (rows * TILE, columns * TILE) != (height, width):  # zeros complete the last tiles, cropped below
+    cropped = (rows * TILE, columns * TILE) != (height, width)
+    if cropped:  # zeros complete the last tiles, cropped below
         padded = F.pad(padded, (0, columns * TILE - width, 0, rows * TILE - height))
     out = torch.empty((n, kernel.shape[2], rows * TILE, columns * TILE), dtype=padded.dtype, device=padded.device,
                       memory_format=torch.channels_last)
@@ -102,7 +103,7 @@ def conv3x3(padded: torch.Tensor, kernel: torch.Tensor, bias: torch.Tensor, inpu
         target = out[:, :, first * TILE:last * TILE].permute(0, 2, 3, 1)
         target = target.unflatten(1, (last - first, TILE)).unflatten(3, (columns, TILE))
         torch.clamp_min(tiles, 0, out=target) if relu else target.copy_(tiles)
-    if (rows * TILE, columns * TILE) != (height, width):
+    if cropped:
         return out[:, :, :height, :width].contiguous(memory_format=torch.channels_last)
     return out
 

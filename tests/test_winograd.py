@@ -9,7 +9,7 @@ from realtime import winograd
 from realtime.engine import Stylizer
 from realtime.fastpath import winograd_convs
 from realtime.models import build_network
-from realtime.winograd import WinogradConv, conv3x3, kernel_transform, tile_transforms, worth_winograd
+from realtime.winograd import WinogradConv, kernel_transform, worth_winograd
 
 
 def _relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
@@ -25,8 +25,7 @@ def test_conv3x3_equals_the_direct_conv(height, width, channels_last):
     padded = torch.randn(2, 24, height + 2, width + 2)
     if channels_last:
         padded = padded.contiguous(memory_format=torch.channels_last)
-    weight = conv.weight.detach()
-    out = conv3x3(padded, kernel_transform(weight), conv.bias.detach(), *tile_transforms(weight), False)
+    out = WinogradConv(conv)(padded)
     with torch.no_grad():
         expected = conv(padded)
     assert out.shape == expected.shape
@@ -41,8 +40,7 @@ def test_conv3x3_in_bands_of_one_tile_row_equals_the_direct_conv(relu, monkeypat
     torch.manual_seed(3)
     conv = nn.Conv2d(16, 8, 3)
     padded = torch.randn(2, 16, 19 + 2, 10 + 2).contiguous(memory_format=torch.channels_last)
-    weight = conv.weight.detach()
-    out = conv3x3(padded, kernel_transform(weight), conv.bias.detach(), *tile_transforms(weight), relu)
+    out = WinogradConv(conv)(padded, relu=relu)
     with torch.no_grad():
         expected = F.relu(conv(padded)) if relu else conv(padded)
     assert out.shape == expected.shape and out.is_contiguous(memory_format=torch.channels_last)
@@ -55,8 +53,7 @@ def test_conv3x3_in_float64_is_exact_up_to_rounding():
     """The transforms themselves are right (not merely close): in float64 the error is at rounding level."""
     conv = nn.Conv2d(8, 8, 3).double()
     padded = torch.randn(1, 8, 11, 9, dtype=torch.float64)
-    weight = conv.weight.detach()
-    out = conv3x3(padded, kernel_transform(weight), conv.bias.detach(), *tile_transforms(weight), False)
+    out = WinogradConv(conv)(padded)
     with torch.no_grad():
         assert _relative_error(out, conv(padded)) < 1e-12
 
