@@ -136,45 +136,49 @@ _PHASE_TAPS = torch.tensor([[[1, 0, 0], [0, 1, 1]],
 
 def subpixel_weights(weight: torch.Tensor) -> torch.Tensor:
     """(O, I, 3, 3) kernel of a conv after nearest 2x upsampling -> (4*O, I, 2, 2) kernel that computes its
-    four output phases from 2x2 windows of the low-resolution image, channels ordered (row phase, column
-    phase, O): 4/9 of the multiply-adds."""
+    four output phases from 2x2 windows of the low-resolution image: 4/9 of the multiply-adds. Channels are
+    ordered (row phase, column phase 1 then 0, O), so that window j holds output pixels 2j-1 and 2j of a row
+    as one run of 2*O channels (see `interleave_phases_padded`)."""
     taps = _PHASE_TAPS.to(weight.device)
-    phases = torch.einsum("rak,sbl,oikl->rsoiab", taps, taps, weight.double())
+    phases = torch.einsum("rak,sbl,oikl->rsoiab", taps, taps, weight.double()).flip(1)
     return phases.reshape(4 * weight.shape[0], weight.shape[1], 2, 2).to(weight.dtype)
 
 
 def interleave_phases(windows: torch.Tensor) -> torch.Tensor:
     """(N, 4*C, H+1, W+1) outputs of the phase kernels at every 2x2 window of the padded small image ->
-    (N, C, 2H, 2W) in channels_last memory. Phase (r, s) of output pixel (i, j) is window (i+r, j+s):
-    one strided view of the windows, then a single copy of whole C-vectors."""
-    phases = _phases(windows)
-    n, height, _, width, _, channels = phases.shape
+    (N, C, 2H, 2W) in channels_last memory. Phase (r, s) of output pixel (2i+r, 2j+s) is channel block
+    2r + 1 - s of window (i+r, j+s): one strided view of the windows, then a single copy of whole C-vectors."""
+    windows, (n, channels, height, width), (batch_stride, row_stride, column_stride) = _window_layout(windows)
+    # starting at block 1 (r = s = 0); torch.as_strided keeps the slice's storage offset, while the Tensor
+    # method, or asking for storage_offset(), would split a compiled graph here (tests/test_models.py)
+    phases = torch.as_strided(windows[:, channels:], (n, height, 2, width, 2, channels),
+                              (batch_stride, row_stride, row_stride + 2 * channels, column_stride,
+                               column_stride - channels, 1))
     return phases.reshape(n, 2 * height, 2 * width, channels).permute(0, 3, 1, 2)
 
 
 def interleave_phases_padded(windows: torch.Tensor) -> torch.Tensor:
-    """`interleave_phases`, reflection-padded by 1: the phases copied straight into the interior of the padded
-    buffer, then its border, instead of an interleaved image and a padding pass over it (inference only)."""
-    phases = _phases(windows)
-    n, height, _, width, _, channels = phases.shape
+    """`interleave_phases`, reflection-padded by 1, written straight into the padded buffer instead of an
+    interleaved image and a padding pass over it (inference only). Window j of a row phase holds output
+    pixels 2j-1 and 2j, padded columns 2j and 2j+1, as one run of 2C channels: each padded row is one strided
+    copy of such runs from its window row, then the border, which also replaces the halves of the first and
+    last runs that fall outside the image. Runs twice as long as single phases make the copy about twice as
+    fast (2-core Xeon, fp32, 720p, 16 channels: 8-10 -> 4.3 ms; cd16x 720p frames 1.02-1.07x faster)."""
+    windows, (n, channels, height, width), (batch_stride, row_stride, column_stride) = _window_layout(windows)
+    pairs = torch.as_strided(windows, (n, height, 2, width + 1, 2 * channels),
+                             (batch_stride, row_stride, row_stride + 2 * channels, column_stride, 1))
     out = _padded_buffer(windows, n, channels, 2 * height, 2 * width)
-    interior = out[:, :, 1:-1, 1:-1].permute(0, 2, 3, 1).unflatten(1, (height, 2)).unflatten(3, (width, 2))
-    interior.copy_(phases)
+    out.permute(0, 2, 3, 1)[:, 1:-1].view(n, height, 2, width + 1, 2 * channels).copy_(pairs)
     return _reflect_border_(out)
 
 
-def _phases(windows: torch.Tensor) -> torch.Tensor:
-    """(N, 4*C, H+1, W+1) phase-kernel outputs -> (N, H, 2, W, 2, C), a strided view: element (n, i, r, j, s)
-    is phase (r, s) of output pixel (2i + r, 2j + s), read from window (i + r, j + s)."""
+def _window_layout(windows: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...], tuple[int, ...]]:
+    """Phase-kernel outputs in channels_last memory, with (N, C, H, W) of the small image and the windows'
+    batch, row and column strides."""
     windows = windows.contiguous(memory_format=torch.channels_last)
     n, channels4, rows, columns = windows.shape
-    channels, height, width = channels4 // 4, rows - 1, columns - 1
     batch_stride, _, row_stride, column_stride = windows.stride()
-    # torch.as_strided keeps the windows' storage offset; the Tensor method, or asking for storage_offset(),
-    # would split a compiled graph here (tests/test_models.py)
-    return torch.as_strided(windows, (n, height, 2, width, 2, channels),
-                            (batch_stride, row_stride, row_stride + 2 * channels, column_stride,
-                             column_stride + channels, 1))
+    return windows, (n, channels4 // 4, rows - 1, columns - 1), (batch_stride, row_stride, column_stride)
 
 
 class UpsampledConv(nn.Module):

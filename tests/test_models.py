@@ -95,10 +95,11 @@ def test_upsampled_conv_equals_upsample_then_padded_conv(shape):
 def test_interleave_phases_takes_each_phase_from_its_shifted_window():
     windows = torch.randn(2, 4 * 5, 4, 5).contiguous(memory_format=torch.channels_last)
     out = interleave_phases(windows)
-    phases = windows.view(2, 2, 2, 5, 4, 5)  # (row phase, column phase, channel)
+    phases = windows.view(2, 2, 2, 5, 4, 5)  # (row phase, column phase 1 then 0, channel)
     for row in range(2):
         for column in range(2):
-            assert torch.equal(out[:, :, row::2, column::2], phases[:, row, column, :, row:row + 3, column:column + 4])
+            assert torch.equal(out[:, :, row::2, column::2],
+                               phases[:, row, 1 - column, :, row:row + 3, column:column + 4])
     assert out.shape == (2, 5, 6, 8) and out.is_contiguous(memory_format=torch.channels_last)
 
 
