@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from . import adain as A
 from .errors import UserError
 from .fastpath import (THIN_CHANNELS, CudaGraphRunner, FramePath, compile_module, fold_colour_conv,
-                       fold_upsampling, winograd_convs)
+                       fold_upsampling, pair_thin_convs, winograd_convs)
 from .frame_workers import auto_frames_in_flight
 from .images import (frames_to_tensor, inference_size, pad_to_multiple, padded_size, resize_frames,
                      resize_images, tensor_to_frames)
@@ -51,6 +51,11 @@ WINOGRAD: Mapping[str, frozenset[torch.dtype]] = MappingProxyType({"cpu": frozen
 (`fastpath.winograd_convs`, a quarter of their multiply-adds): fp32 on CPUs (vgg 512x512 on the 2-core Xeon
 without AMX, benchmarks/RESULTS.md). Not bf16/fp16, whose rounding in the transforms shows; not on GPUs,
 where cuDNN picks its own algorithms, Winograd among them."""
+
+COLUMN_PAIRS: Mapping[str, frozenset[torch.dtype]] = MappingProxyType({"cpu": frozenset({torch.float32})})
+"""Per device type, the precisions in which a decoder's last conv (to RGB) runs on column pairs
+(`fastpath.pair_thin_convs`): fp32 on CPUs, measured on the 2-core Xeon without AMX (benchmarks/RESULTS.md).
+bf16 gained as much there, but AMX CPUs, where `--precision auto` takes bf16, are unmeasured; so are GPUs."""
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -221,9 +226,11 @@ class Stylizer:
         # Style statistics are computed once per style, in fp32, so the cache is precision-independent.
         self._style_encoder = encoder.to(self.device)
         self.encoder = self._convert(fold_colour_conv(encoder))
-        folds = self.device.type in FOLD_UPSAMPLING_UP_TO
-        self.decoder = self._convert(fold_upsampling(decoder, FOLD_UPSAMPLING_UP_TO[self.device.type])
-                                     if folds else decoder)
+        if self.device.type in FOLD_UPSAMPLING_UP_TO:
+            decoder = fold_upsampling(decoder, FOLD_UPSAMPLING_UP_TO[self.device.type])
+        if self.dtype in COLUMN_PAIRS.get(self.device.type, ()):
+            decoder = pair_thin_convs(decoder)
+        self.decoder = self._convert(decoder)
         if self.dtype in WINOGRAD.get(self.device.type, ()):
             self.encoder, self.decoder = winograd_convs(self.encoder), winograd_convs(self.decoder)
         self.compiled = compile

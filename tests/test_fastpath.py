@@ -11,10 +11,10 @@ import torch
 
 from realtime import models, runtime
 from realtime.engine import StyleControls, Stylizer
-from realtime.fastpath import THIN_CHANNELS, FramePath, fold_colour_conv, fold_upsampling
+from realtime.fastpath import THIN_CHANNELS, FramePath, fold_colour_conv, fold_upsampling, pair_thin_convs
 from realtime.frame_workers import FrameWorkers
 from realtime.images import frames_to_tensor, read_image, resize_to, tensor_to_frames
-from realtime.models import UpsampledConv, build_network
+from realtime.models import ColumnPairConv, UpsampledConv, build_network
 from realtime.weights import WeightStore
 
 from metrics import psnr
@@ -56,6 +56,28 @@ def test_folding_the_upsampling_keeps_the_function(arch, mode):
         expected, got = decoder(t), folded(t)
     assert got.shape == (2, 3, 40, 56)
     assert torch.allclose(expected, got, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("mode", [torch.no_grad, torch.inference_mode])
+@pytest.mark.parametrize("arch, last_conv", [("vgg", "28"), ("cd16x", "conv11")])
+def test_pairing_the_last_conv_keeps_the_function(arch, last_conv, mode):
+    """Only the conv to RGB has few enough outputs; the folded decoder with it paired is the same function."""
+    store = WeightStore()
+    decoder = fold_upsampling(build_network("decoder", arch, store.resolve(store.registry.model(arch).decoder)))
+    decoder = decoder.double()
+    paired = pair_thin_convs(decoder)
+    assert {name for name, m in paired.named_children() if isinstance(m, ColumnPairConv)} == {last_conv}
+    t = torch.rand(2, {"vgg": 512, "cd16x": 128}[arch], 5, 7, dtype=torch.float64)
+    with mode():
+        expected, got = decoder(t), paired(t)
+    assert got.shape == (2, 3, 40, 56)
+    assert torch.allclose(expected, got, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("precision, paired", [("fp32", True), ("bf16", False)])
+def test_the_stylizer_pairs_the_last_conv_in_fp32_on_cpus(precision, paired):
+    decoder = Stylizer("cd16x", "cpu", precision).decoder
+    assert isinstance(decoder.conv11, ColumnPairConv) is paired
 
 
 @pytest.mark.parametrize("device, precision, arch, folded_convs", [

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from realtime.errors import UserError
-from realtime.models import (UpsampledConv, VGGEncoder, build_network, interleave_phases, load_state_dict,
+from realtime.models import (ColumnPairConv, UpsampledConv, VGGEncoder, build_network, interleave_phases, load_state_dict,
                              reflect_pad_channels_last)
 
 FILES = {"vgg": ("adain-vgg/vgg.pth", "adain-vgg/decoder.pth"), "cd16x": ("cd16x/encoder_relu41.pth",
@@ -131,6 +131,44 @@ def test_upsampled_conv_has_four_ninths_of_the_multiply_adds():
     folded = UpsampledConv(conv).conv
     assert folded.weight.shape == (24, 8, 2, 2)
     assert folded.weight.numel() * 9 == conv.weight.numel() * 4 * 4
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("shape", [(1, 16, 3, 4), (2, 16, 7, 10), (1, 64, 6, 18)])
+def test_column_pair_conv_equals_the_conv(shape, relu):
+    torch.manual_seed(2)
+    conv = torch.nn.Conv2d(shape[1], 3, 3).double()
+    padded = torch.randn(shape, dtype=torch.float64)
+    with torch.no_grad():
+        expected = F.relu(conv(padded)) if relu else conv(padded)
+        got = ColumnPairConv(conv)(padded, relu=relu)
+    assert got.shape == expected.shape
+    assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_column_pair_conv_on_the_fused_inference_path_stays_channels_last():
+    """Under inference mode on a CPU the pair conv is one oneDNN conv+ReLU on a free view of the input, and
+    its output is a free view back: channels_last in, channels_last out, the same numbers as the plain conv."""
+    torch.manual_seed(3)
+    conv = torch.nn.Conv2d(16, 3, 3).to(memory_format=torch.channels_last)
+    paired = ColumnPairConv(conv).to(memory_format=torch.channels_last)
+    padded = torch.randn(1, 16, 34, 66).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        got = paired(padded, relu=True)
+        expected = F.relu(conv(padded))
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_column_pair_conv_refuses_an_odd_width():
+    with pytest.raises(ValueError, match="even padded width, got 9"):
+        ColumnPairConv(torch.nn.Conv2d(16, 3, 3))(torch.rand(1, 16, 6, 9))
+
+
+def test_column_pair_conv_compiles_as_one_graph():
+    explanation = torch._dynamo.explain(ColumnPairConv(torch.nn.Conv2d(16, 3, 3)))(
+        torch.rand(1, 16, 10, 12).contiguous(memory_format=torch.channels_last), relu=True)
+    assert explanation.graph_count == 1 and explanation.graph_break_count == 0
 
 
 @pytest.mark.gpu
