@@ -37,11 +37,16 @@ with its ReLU: ratio 64 to 171 1.53-2.68x; 43 1.19-1.50x; 32 (64 -> 64) 1.07-1.1
 qualifies too, cd16x 0.986-0.995x and vgg 1.031x."""
 
 
+def is_plain_3x3_conv(module: nn.Module) -> bool:
+    """Whether a module is an unpadded, ungrouped 3x3 stride-1 conv: the kind that the Winograd and
+    column-pair forms (`fastpath`) replace."""
+    return (isinstance(module, nn.Conv2d) and module.kernel_size == (3, 3) and module.groups == 1
+            and module.stride == (1, 1) and module.dilation == (1, 1) and module.padding == (0, 0))
+
+
 def worth_winograd(conv: nn.Module) -> bool:
-    """Whether a module is a plain unpadded 3x3 stride-1 conv wide enough to gain from the Winograd form."""
-    if not isinstance(conv, nn.Conv2d) or conv.kernel_size != (3, 3) or conv.groups != 1:
-        return False
-    if conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.padding != (0, 0):
+    """Whether a module is a plain 3x3 conv wide enough to gain from the Winograd form."""
+    if not is_plain_3x3_conv(conv):
         return False
     channels_in, channels_out = conv.in_channels, conv.out_channels
     return channels_in * channels_out / (channels_in + channels_out) >= MIN_CHANNEL_PRODUCT_RATIO
