@@ -212,7 +212,7 @@ class UpsampledConv(nn.Module):
         return _padded_conv_relu(self.conv, F.pad(x, (1, 1, 1, 1), mode="replicate"))
 
 
-# Which 3x3 tap column a (2, 2) pair kernel's entry takes: output column 2j + phase reads padded columns
+# Which 3x3 tap column each column of a (3, 2) pair kernel takes: output column 2j + phase reads padded columns
 # 2j + phase .. 2j + phase + 2, i.e. column `member` of pair j + k where 2k + member = phase + tap.
 # Indexed (output phase, pair member, pair offset k, tap).
 _PAIR_TAPS = torch.tensor([[[[1 if 2 * k + member == phase + tap else 0 for tap in range(3)] for k in range(2)]
