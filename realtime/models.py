@@ -147,14 +147,15 @@ def subpixel_weights(weight: torch.Tensor) -> torch.Tensor:
 def interleave_phases(windows: torch.Tensor) -> torch.Tensor:
     """(N, 4*C, H+1, W+1) outputs of the phase kernels at every 2x2 window of the padded small image ->
     (N, C, 2H, 2W) in channels_last memory. Phase (r, s) of output pixel (2i+r, 2j+s) is channel block
-    2r + 1 - s of window (i+r, j+s): one strided view of the windows, then a single copy of whole C-vectors."""
-    windows, (n, channels, height, width), (batch_stride, row_stride, column_stride) = _window_layout(windows)
-    # starting at block 1 (r = s = 0); torch.as_strided keeps the slice's storage offset, while the Tensor
-    # method, or asking for storage_offset(), would split a compiled graph here (tests/test_models.py)
-    phases = torch.as_strided(windows[:, channels:], (n, height, 2, width, 2, channels),
-                              (batch_stride, row_stride, row_stride + 2 * channels, column_stride,
-                               column_stride - channels, 1))
-    return phases.reshape(n, 2 * height, 2 * width, channels).permute(0, 3, 1, 2)
+    2r + 1 - s of window (i+r, j+s). Written with slices and stacks, not one strided view: torch.compile
+    fuses them into one copy, while a strided view of the windows assumed a memory layout that inductor
+    need not give them (without freezing, as on CUDA, it read the wrong memory: garbage, or an illegal
+    access on an H100)."""
+    windows, (n, channels, height, width), _ = _window_layout(windows)
+    # (N, H+1, W+1, row phase, 1 - column phase, C)
+    blocks = windows.permute(0, 2, 3, 1).unflatten(3, (2, 2, channels))
+    rows = [torch.stack([blocks[:, r:r + height, s:s + width, r, 1 - s] for s in (0, 1)], dim=3) for r in (0, 1)]
+    return torch.stack(rows, dim=2).reshape(n, 2 * height, 2 * width, channels).permute(0, 3, 1, 2)
 
 
 def interleave_phases_padded(windows: torch.Tensor) -> torch.Tensor:

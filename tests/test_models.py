@@ -126,6 +126,27 @@ def test_upsampled_conv_compiles_as_one_graph():
     assert explanation.graph_count == 1 and explanation.graph_break_count == 0
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("inductor", [{"freezing": False}, {"freezing": False, "disable_padding_cpu": False}],
+                         ids=["plain", "padded-strides"])
+def test_compiled_upsampled_conv_equals_eager(inductor):
+    """Compiled with inductor's CUDA settings (no freezing; inductor's GPU stride padding forced on the CPU), the
+    block gives what it gives eagerly. A strided view of the windows read the wrong memory when compiled so:
+    garbage for vgg and an illegal memory access for cd16x on an H100."""
+    torch.manual_seed(4)
+    block = UpsampledConv(torch.nn.Conv2d(64, 16, 3)).to(memory_format=torch.channels_last)
+
+    def padded_after_relu(x: torch.Tensor) -> torch.Tensor:  # the windows are made inside the compiled graph
+        return block.padded_output(F.relu(x))
+
+    x = torch.randn(1, 64, 17, 25).contiguous(memory_format=torch.channels_last)
+    torch._dynamo.reset()
+    with torch.no_grad(), torch._inductor.config.patch(inductor):
+        expected = padded_after_relu(x)
+        got = torch.compile(padded_after_relu)(x)
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
 def test_upsampled_conv_has_four_ninths_of_the_multiply_adds():
     conv = torch.nn.Conv2d(8, 6, 3)
     folded = UpsampledConv(conv).conv
