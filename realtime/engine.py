@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from . import adain as A
 from .errors import UserError
-from .fastpath import (THIN_CHANNELS, CudaGraphRunner, FramePath, compile_module, fold_colour_conv,
+from .fastpath import (CudaGraphRunner, FramePath, compile_module, fold_colour_conv,
                        fold_upsampling, pair_thin_convs, winograd_convs)
 from .frame_workers import auto_frames_in_flight
 from .images import (frames_to_tensor, inference_size, pad_to_multiple, padded_size, resize_frames,
@@ -41,11 +41,11 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat
 PRESERVE_COLOR = ("none", "histogram", "luminance")
 _COLOR_DRIFT = 0.02  # content colour moments may drift this much before a histogram-matched style is redone
 _ACTIVATION_COPIES = 4  # full-resolution activations alive at once in a conv layer (input, padded, output, ReLU)
-FOLD_UPSAMPLING_UP_TO: Mapping[str, int | None] = MappingProxyType({"cpu": None, "cuda": THIN_CHANNELS})
+FOLD_UPSAMPLING_UP_TO: Mapping[str, int | None] = MappingProxyType({"cpu": None, "cuda": None})
 """Per device type, the widest decoder upsampling block run at the low resolution (`fold_upsampling`;
-None: all of them), as measured: every block on CPUs (1.09-1.15x on the 2-core test machine), the thin
-ones on CUDA (an H100 in fp16 measured them faster, the wider ones mixed; `benchmarks/gpu_probe.py --fold`).
-MPS is unmeasured and keeps the blocks."""
+None: all of them), as measured (`benchmarks/gpu_probe.py --fold`): every block on CPUs (1.09-1.15x on the
+2-core test machine) and on CUDA (H100, fp16, eager, since the phases go straight into the padded buffer:
+vgg 1.08-1.24x, cd16x 1.19-1.26x from 720p to 4K). MPS is unmeasured and keeps the blocks."""
 WINOGRAD: Mapping[str, frozenset[torch.dtype]] = MappingProxyType({"cpu": frozenset({torch.float32})})
 """Per device type, the precisions in which the wide 3x3 convs run in the Winograd form
 (`fastpath.winograd_convs`, a quarter of their multiply-adds): fp32 on CPUs (vgg 512x512 on the 2-core Xeon

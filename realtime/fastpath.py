@@ -30,9 +30,6 @@ log = logging.getLogger(__name__)
 RECOMPILE_LIMIT = 64
 """Compiled graphs kept per code object: one per model, frame size and tensor kind (batch, inference)."""
 
-THIN_CHANNELS = 64
-"""The widest upsampling block folded on CUDA (`engine.FOLD_UPSAMPLING_UP_TO`): where the fold was measured."""
-
 
 @torch.no_grad()
 def fold_colour_conv(encoder: nn.Module) -> nn.Module:
