@@ -91,12 +91,18 @@ for name in ${STEPS//,/ }; do
                        --model "$model" --device cuda $flags -o "/tmp/video-$model$flags.mp4" --overwrite
                done
            done
-           step video-readback 30 python3 - /tmp/video-*.mp4 <<'PY'
-import sys, av
-for path in sys.argv[1:]:
+           step video-readback 60 python3 - /tmp/video-*.mp4 <<'PY'
+import sys, av, numpy as np
+def frames(path):
     with av.open(path) as container:
-        codec = container.streams.video[0].codec_context.name
-        print(path, codec, sum(1 for _ in container.decode(video=0)), "frames")
+        return container.streams.video[0].codec_context.name, [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+for path in sys.argv[1:]:
+    codec, decoded = frames(path)
+    print(path, codec, len(decoded), "frames")
+    if path.endswith("--compile.mp4"):  # compiled against eager: the same picture up to rounding and the encoder
+        eager = frames(path.replace("--compile.mp4", ".mp4"))[1]
+        diff = [np.abs(a.astype(np.int16) - b).mean() for a, b in zip(decoded, eager)]
+        print(f"  against eager: mean abs difference per frame {np.mean(diff):.2f} levels, worst frame {np.max(diff):.2f}")
 PY
            ;;
     threads) step video-threads 150 python3 benchmarks/video_clips.py --media /tmp/shared/media --models cd16x,vgg \
