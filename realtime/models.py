@@ -158,9 +158,12 @@ def interleave_phases(windows: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, dim=2).reshape(n, 2 * height, 2 * width, channels).permute(0, 3, 1, 2)
 
 
+@torch.library.custom_op("realtime::interleave_phases_padded", mutates_args=())
 def interleave_phases_padded(windows: torch.Tensor) -> torch.Tensor:
     """`interleave_phases`, reflection-padded by 1, written straight into the padded buffer instead of an
-    interleaved image and a padding pass over it (inference only). Window j of a row phase holds output
+    interleaved image and a padding pass over it (inference only: no backward). An operator of its own, so
+    that torch.compile calls it on real tensors, whose strides it reads, instead of tracing a strided view of
+    a layout that inductor may change. Window j of a row phase holds output
     pixels 2j-1 and 2j, padded columns 2j and 2j+1, as one run of 2C channels: each padded row is one strided
     copy of such runs from its window row, then the border, which also replaces the halves of the first and
     last runs that fall outside the image. Runs twice as long as single phases make the copy about twice as
@@ -171,6 +174,12 @@ def interleave_phases_padded(windows: torch.Tensor) -> torch.Tensor:
     out = _padded_buffer(windows, n, channels, 2 * height, 2 * width)
     out.permute(0, 2, 3, 1)[:, 1:-1].view(n, height, 2, width + 1, 2 * channels).copy_(pairs)
     return _reflect_border_(out)
+
+
+@interleave_phases_padded.register_fake
+def _interleave_phases_padded_shape(windows: torch.Tensor) -> torch.Tensor:
+    n, channels4, rows, columns = windows.shape
+    return _padded_buffer(windows, n, channels4 // 4, 2 * (rows - 1), 2 * (columns - 1))
 
 
 def _window_layout(windows: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...], tuple[int, ...]]:
@@ -203,11 +212,9 @@ class UpsampledConv(nn.Module):
         return interleave_phases(self._windows(x))
 
     def padded_output(self, x: torch.Tensor) -> torch.Tensor:
-        """The output, reflection-padded by 1 for the next conv; in eager inference written straight into
-        the padded buffer (cd16x 512x512, 2-core Xeon, fp32: 1.5-1.6x faster than interleaving, then padding)."""
-        if _eager_inference():
-            return interleave_phases_padded(self._windows(x))
-        return _reflect_pad1(self(x))
+        """The output, reflection-padded by 1 for the next conv, written straight into the padded buffer
+        (cd16x 512x512, 2-core Xeon, fp32: 1.5-1.6x faster than interleaving, then padding)."""
+        return interleave_phases_padded(self._windows(x))
 
     def _windows(self, x: torch.Tensor) -> torch.Tensor:
         return _padded_conv_relu(self.conv, F.pad(x, (1, 1, 1, 1), mode="replicate"))

@@ -119,31 +119,35 @@ def test_padded_output_writes_the_reflection_padded_output(shape):
     assert got.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_upsampled_conv_compiles_as_one_graph():
-    """torch.compile must see the whole block: the Tensor.as_strided method, and storage_offset(), split it."""
-    explanation = torch._dynamo.explain(UpsampledConv(torch.nn.Conv2d(8, 6, 3)))(
+@pytest.mark.parametrize("method", ["forward", "padded_output"])
+def test_upsampled_conv_compiles_as_one_graph(method):
+    """torch.compile must see the whole block (the Tensor.as_strided method, and storage_offset(), split it);
+    the padded output is one operator in that graph."""
+    block = UpsampledConv(torch.nn.Conv2d(8, 6, 3))
+    explanation = torch._dynamo.explain(getattr(block, method))(
         torch.rand(1, 8, 5, 7).contiguous(memory_format=torch.channels_last))
     assert explanation.graph_count == 1 and explanation.graph_break_count == 0
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("method", ["forward", "padded_output"])
 @pytest.mark.parametrize("inductor", [{"freezing": False}, {"freezing": False, "disable_padding_cpu": False}],
                          ids=["plain", "padded-strides"])
-def test_compiled_upsampled_conv_equals_eager(inductor):
+def test_compiled_upsampled_conv_equals_eager(inductor, method):
     """Compiled with inductor's CUDA settings (no freezing; inductor's GPU stride padding forced on the CPU), the
-    block gives what it gives eagerly. A strided view of the windows read the wrong memory when compiled so:
-    garbage for vgg and an illegal memory access for cd16x on an H100."""
+    block gives what it gives eagerly. A traced strided view of the windows read the wrong memory when compiled
+    so: garbage for vgg and an illegal memory access for cd16x on an H100."""
     torch.manual_seed(4)
     block = UpsampledConv(torch.nn.Conv2d(64, 16, 3)).to(memory_format=torch.channels_last)
 
-    def padded_after_relu(x: torch.Tensor) -> torch.Tensor:  # the windows are made inside the compiled graph
-        return block.padded_output(F.relu(x))
+    def after_relu(x: torch.Tensor) -> torch.Tensor:  # the windows are made inside the compiled graph
+        return getattr(block, method)(F.relu(x))
 
     x = torch.randn(1, 64, 17, 25).contiguous(memory_format=torch.channels_last)
     torch._dynamo.reset()
     with torch.no_grad(), torch._inductor.config.patch(inductor):
-        expected = padded_after_relu(x)
-        got = torch.compile(padded_after_relu)(x)
+        expected = after_relu(x)
+        got = torch.compile(after_relu)(x)
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
