@@ -45,7 +45,7 @@ FOLD_UPSAMPLING_UP_TO: Mapping[str, int | None] = MappingProxyType({"cpu": None,
 """Per device type, the widest decoder upsampling block run at the low resolution (`fold_upsampling`;
 None: all of them), as measured (`benchmarks/gpu_probe.py --fold`): every block on CPUs (1.09-1.15x on the
 2-core test machine) and on CUDA (H100, fp16, eager, since the phases go straight into the padded buffer:
-vgg 1.08-1.24x, cd16x 1.19-1.26x from 720p to 4K). MPS is unmeasured and keeps the blocks."""
+vgg 1.08-1.24x, cd16x 1.19-1.27x from 720p to 4K). MPS is unmeasured and keeps the blocks."""
 WINOGRAD: Mapping[str, frozenset[torch.dtype]] = MappingProxyType({"cpu": frozenset({torch.float32})})
 """Per device type, the precisions in which the wide 3x3 convs run in the Winograd form
 (`fastpath.winograd_convs`, a quarter of their multiply-adds): fp32 on CPUs (vgg 512x512 on the 2-core Xeon

@@ -147,10 +147,9 @@ def subpixel_weights(weight: torch.Tensor) -> torch.Tensor:
 def interleave_phases(windows: torch.Tensor) -> torch.Tensor:
     """(N, 4*C, H+1, W+1) outputs of the phase kernels at every 2x2 window of the padded small image ->
     (N, C, 2H, 2W) in channels_last memory. Phase (r, s) of output pixel (2i+r, 2j+s) is channel block
-    2r + 1 - s of window (i+r, j+s). Written with slices and stacks, not one strided view: torch.compile
-    fuses them into one copy, while a strided view of the windows assumed a memory layout that inductor
-    need not give them (without freezing, as on CUDA, it read the wrong memory: garbage, or an illegal
-    access on an H100)."""
+    2r + 1 - s of window (i+r, j+s). Written with slices and stacks, which torch.compile indexes itself: a
+    strided view of the windows assumed a memory layout that inductor need not give them (compiled without
+    freezing, as on CUDA, it read the wrong memory: garbage, or an illegal access on an H100)."""
     windows, (n, channels, height, width), _ = _window_layout(windows)
     # (N, H+1, W+1, row phase, 1 - column phase, C)
     blocks = windows.permute(0, 2, 3, 1).unflatten(3, (2, 2, channels))

@@ -105,8 +105,8 @@ def test_interleave_phases_takes_each_phase_from_its_shifted_window():
 
 @pytest.mark.parametrize("shape", [(1, 8, 1, 1), (2, 8, 2, 3), (1, 8, 5, 7)])
 def test_padded_output_writes_the_reflection_padded_output(shape):
-    """In eager inference the phases go straight into a padded buffer; under no_grad (the reference path)
-    the output is interleaved, then padded: the same numbers, in channels_last memory."""
+    """The phases written straight into a padded buffer are the output interleaved, then padded: the same
+    numbers, in channels_last memory, under no_grad and under inference mode."""
     torch.manual_seed(1)
     block = UpsampledConv(torch.nn.Conv2d(shape[1], 6, 3).double())  # float64: the same conv kernel in both modes
     x = torch.randn(shape, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
