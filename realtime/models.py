@@ -147,27 +147,25 @@ def subpixel_weights(weight: torch.Tensor) -> torch.Tensor:
 def interleave_phases(windows: torch.Tensor) -> torch.Tensor:
     """(N, 4*C, H+1, W+1) outputs of the phase kernels at every 2x2 window of the padded small image ->
     (N, C, 2H, 2W) in channels_last memory. Phase (r, s) of output pixel (2i+r, 2j+s) is channel block
-    2r + 1 - s of window (i+r, j+s). Written with slices and stacks, which torch.compile indexes itself: a
-    strided view of the windows assumed a memory layout that inductor need not give them (compiled without
-    freezing, as on CUDA, it read the wrong memory: garbage, or an illegal access on an H100)."""
-    windows, (n, channels, height, width), _ = _window_layout(windows)
-    # (N, H+1, W+1, row phase, 1 - column phase, C)
-    blocks = windows.permute(0, 2, 3, 1).unflatten(3, (2, 2, channels))
-    rows = [torch.stack([blocks[:, r:r + height, s:s + width, r, 1 - s] for s in (0, 1)], dim=3) for r in (0, 1)]
-    return torch.stack(rows, dim=2).reshape(n, 2 * height, 2 * width, channels).permute(0, 3, 1, 2)
+    2r + 1 - s of window (i+r, j+s). The interior of `interleave_phases_padded`: one interleave to keep right."""
+    return interleave_phases_padded(windows)[:, :, 1:-1, 1:-1].contiguous(memory_format=torch.channels_last)
 
 
 @torch.library.custom_op("realtime::interleave_phases_padded", mutates_args=())
 def interleave_phases_padded(windows: torch.Tensor) -> torch.Tensor:
     """`interleave_phases`, reflection-padded by 1, written straight into the padded buffer instead of an
     interleaved image and a padding pass over it (inference only: no backward). An operator of its own, so
-    that torch.compile calls it on real tensors, whose strides it reads, instead of tracing a strided view of
-    a layout that inductor may change. Window j of a row phase holds output
+    that torch.compile calls it on real tensors, whose strides it reads: a traced strided view assumed a
+    layout that inductor need not give the windows (compiled without freezing, as on CUDA, it read the wrong
+    memory: garbage, or an illegal access on an H100). Window j of a row phase holds output
     pixels 2j-1 and 2j, padded columns 2j and 2j+1, as one run of 2C channels: each padded row is one strided
     copy of such runs from its window row, then the border, which also replaces the halves of the first and
     last runs that fall outside the image. Runs twice as long as single phases make the copy about twice as
     fast (2-core Xeon, fp32, 720p, 16 channels: 8-10 -> 4.3 ms; cd16x 720p frames 1.02-1.07x faster)."""
-    windows, (n, channels, height, width), (batch_stride, row_stride, column_stride) = _window_layout(windows)
+    windows = windows.contiguous(memory_format=torch.channels_last)
+    n, channels4, rows, columns = windows.shape
+    channels, height, width = channels4 // 4, rows - 1, columns - 1
+    batch_stride, _, row_stride, column_stride = windows.stride()
     pairs = torch.as_strided(windows, (n, height, 2, width + 1, 2 * channels),
                              (batch_stride, row_stride, row_stride + 2 * channels, column_stride, 1))
     out = _padded_buffer(windows, n, channels, 2 * height, 2 * width)
@@ -179,15 +177,6 @@ def interleave_phases_padded(windows: torch.Tensor) -> torch.Tensor:
 def _interleave_phases_padded_shape(windows: torch.Tensor) -> torch.Tensor:
     n, channels4, rows, columns = windows.shape
     return _padded_buffer(windows, n, channels4 // 4, 2 * (rows - 1), 2 * (columns - 1))
-
-
-def _window_layout(windows: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...], tuple[int, ...]]:
-    """Phase-kernel outputs in channels_last memory, with (N, C, H, W) of the small image and the windows'
-    batch, row and column strides."""
-    windows = windows.contiguous(memory_format=torch.channels_last)
-    n, channels4, rows, columns = windows.shape
-    batch_stride, _, row_stride, column_stride = windows.stride()
-    return windows, (n, channels4 // 4, rows - 1, columns - 1), (batch_stride, row_stride, column_stride)
 
 
 class UpsampledConv(nn.Module):
